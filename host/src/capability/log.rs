@@ -22,7 +22,7 @@ impl Host for LogCtx {
         }
 
         record(&self.calls, || CapabilityCall::Log {
-            level: format!("{level:?}").to_lowercase(),
+            level: level_name(level).to_string(),
             message,
             fields,
         });
@@ -32,4 +32,14 @@ impl Host for LogCtx {
 fn render_fields(fields: &[(String, String)]) -> String {
     let pairs: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     pairs.join(" ")
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
 }

@@ -40,6 +40,8 @@ pub async fn connect_backends(pipeline: &Pipeline) -> anyhow::Result<Backends> {
             };
             let database = Database::connect(&url, config.max_connections).await?;
             if let Some(dir) = &config.migrations {
+                // The config resolves the backend's own subfolder; `migrate` picks it itself.
+                let dir = dir.parent().filter(|_| dir.file_name().is_some_and(|name| name == config.url.backend().name())).unwrap_or(dir);
                 database.migrate(dir).await.with_context(|| format!("failed to apply the migrations in {}", dir.display()))?;
             }
             Some(database)
