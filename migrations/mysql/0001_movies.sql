@@ -20,7 +20,7 @@ CREATE TABLE movies (
     us_dvd_sales           BIGINT,
     production_budget      BIGINT,
     -- ISO 8601 date text (YYYY-MM-DD), so that it compares and sorts the same on every backend.
-    release_date           CHAR(10)      NOT NULL
+    release_date           VARCHAR(10)   NOT NULL
         CHECK (release_date REGEXP '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'),
     mpaa_rating            VARCHAR(20),
     running_time_min       BIGINT,

@@ -13,7 +13,7 @@ CREATE TABLE movies (
     production_budget      BIGINT,
     -- ISO 8601 date text (YYYY-MM-DD), so that it compares and sorts the same on every
     -- backend. A DATE column would reject the text parameters that db-writer binds.
-    release_date           CHAR(10)         NOT NULL
+    release_date           VARCHAR(10)      NOT NULL
         CHECK (release_date ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'),
     mpaa_rating            VARCHAR(20),
     running_time_min       BIGINT,

@@ -6,8 +6,7 @@
 -- for example "The Land Girls (1998-06-12)".
 --
 -- SQLite does not enforce VARCHAR lengths, so the CHECK constraints give the same limits
--- as the MySQL and PostgreSQL migrations. A value that is too long fails as a check
--- violation here and as a value-too-long error there.
+-- as the MySQL and PostgreSQL migrations.
 CREATE TABLE movies (
     id                     TEXT    NOT NULL PRIMARY KEY CHECK (length(id) <= 255),
     title                  TEXT    NOT NULL CHECK (length(title) <= 200),
