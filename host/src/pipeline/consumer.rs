@@ -28,7 +28,8 @@ use crate::pipeline::worker::{self, Disposition, Received, StageContext};
 #[derive(Debug, Clone)]
 pub enum Source {
     Topics(Vec<String>),
-    Pattern(regex::Regex),
+    /// Topics matching the regex in one `tenant/namespace`.
+    Pattern { regex: regex::Regex, namespace: String },
 }
 
 /// How often an idle loop checks its connection and whether breakers have closed.
@@ -306,7 +307,10 @@ async fn build(pulsar: &Pulsar<TokioExecutor>, ctx: &StageContext, source: &Sour
         .with_options(options);
     let builder = match source {
         Source::Topics(topics) => builder.with_topics(topics),
-        Source::Pattern(pattern) => builder.with_topic_regex(pattern.clone()).with_topic_refresh(Duration::from_secs(30)),
+        Source::Pattern { regex, namespace } => builder
+            .with_lookup_namespace(namespace.clone())
+            .with_topic_regex(regex.clone())
+            .with_topic_refresh(Duration::from_secs(30)),
     };
     builder.build().await
 }

@@ -127,7 +127,9 @@ pub async fn run(pipeline: Pipeline, shutdown: watch::Receiver<bool>, grace: Dur
         let ordered = stage.subscription_type != SubscriptionType::Shared;
         let inputs = match &stage.inputs {
             StageInputs::Topics(topics) => Source::Topics(topics.clone()),
-            StageInputs::Pattern(pattern) => Source::Pattern(pattern.regex.clone()),
+            StageInputs::Pattern(pattern) => {
+                Source::Pattern { regex: pattern.regex.clone(), namespace: pattern.namespace.clone() }
+            }
         };
         let retry = Source::Topics(vec![stage.retry_topic.clone()]);
         let ctx = Arc::new(StageContext {
