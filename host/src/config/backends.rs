@@ -1,6 +1,6 @@
 //! Validation of the capability backends: the `database` and `mail` sections.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use lettre::message::Mailbox;
 use percent_encoding::percent_decode_str;
@@ -67,7 +67,7 @@ pub(crate) fn database(
                         None
                     }
                 }
-                // The URL decides the subfolder; if the URL is invalid, that is already reported.
+                // The URL decides the subfolder. An invalid URL is reported already.
                 _ => None,
             }
         }
@@ -87,10 +87,10 @@ pub(crate) fn database(
 
 /// Parses a database URL, resolving a relative SQLite path against `base_dir`.
 fn database_url(text: &str, base_dir: &Path) -> Result<DatabaseUrl, (String, String)> {
-    let shown = redact_url_text(text);
+    let redacted = redact_url_text(text);
     let invalid = |reason: &str| {
         (
-            format!("invalid database URL `{shown}`: {reason}"),
+            format!("invalid database URL `{redacted}`: {reason}"),
             DATABASE_EXAMPLES.to_owned(),
         )
     };
@@ -101,7 +101,9 @@ fn database_url(text: &str, base_dir: &Path) -> Result<DatabaseUrl, (String, Str
     {
         return sqlite_path(rest, base_dir)
             .map(DatabaseUrl::Sqlite)
-            .map_err(|reason| invalid(&reason));
+            .map_err(|(reason, hint)| {
+                (format!("invalid database URL `{redacted}`: {reason}"), hint)
+            });
     }
 
     let mut url = Url::parse(text).map_err(|error| invalid(&error.to_string()))?;
@@ -124,23 +126,31 @@ fn database_url(text: &str, base_dir: &Path) -> Result<DatabaseUrl, (String, Str
     }
 }
 
-fn sqlite_path(rest: &str, base_dir: &Path) -> Result<std::path::PathBuf, String> {
+/// Returns the absolute path of a SQLite file, or the reason it is invalid and a hint.
+fn sqlite_path(rest: &str, base_dir: &Path) -> Result<PathBuf, (String, String)> {
     if rest.contains('?') {
-        return Err("query parameters are not supported in SQLite URLs".into());
+        return Err((
+            "query parameters are not supported in SQLite URLs".into(),
+            "remove everything from `?` on".into(),
+        ));
     }
     if rest.is_empty() || rest == ":memory:" {
-        return Err(
-            "a file path is required; in-memory databases are not supported because \
-                    each pooled connection would see its own empty database"
+        return Err((
+            "in-memory databases are not supported, because each pooled connection would see \
+             its own empty database"
                 .into(),
-        );
+            "give a file path, as `sqlite://magnetar.db`".into(),
+        ));
     }
 
     let file = absolute(&base_dir.join(rest));
     match file.parent() {
-        Some(folder) if !folder.is_dir() => Err(format!(
-            "folder `{}` for the database file does not exist; create it or change the path",
-            folder.display()
+        Some(folder) if !folder.is_dir() => Err((
+            format!(
+                "folder `{}` for the database file does not exist",
+                folder.display()
+            ),
+            "create the folder or change the path".into(),
         )),
         _ => Ok(file),
     }
@@ -175,7 +185,7 @@ pub(crate) fn mail(
                     errors.push_at(
                         &path,
                         node.location,
-                        format!("invalid sender {}: {error}", describe(node)),
+                        format!("invalid sender {}: {}", describe(node), lowercase_first(&error.to_string())),
                         Some("write an address such as `Magnetar <catalogue@example.com>` or `catalogue@example.com`".to_owned()),
                     );
                     None
@@ -191,10 +201,10 @@ pub(crate) fn mail(
 
 /// Parses a mail transport URL, resolving a relative `file://` folder against `base_dir`.
 fn mail_transport(text: &str, base_dir: &Path) -> Result<MailTransport, (String, String)> {
-    let shown = redact_url_text(text);
+    let redacted = redact_url_text(text);
     let invalid = |reason: &str| {
         (
-            format!("invalid mail transport `{shown}`: {reason}"),
+            format!("invalid mail transport `{redacted}`: {reason}"),
             MAIL_EXAMPLES.to_owned(),
         )
     };
@@ -275,6 +285,15 @@ fn mail_transport(text: &str, base_dir: &Path) -> Result<MailTransport, (String,
         tls,
         credentials,
     }))
+}
+
+/// Returns `text` with its first letter in lower case, to fit a library's message into ours.
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Percent-decodes URL user info. The error never contains the text, which may be a password.

@@ -12,13 +12,13 @@ pub struct Location {
 /// One thing wrong with the pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Where the problem is, as `stages[1].grants[0]`. Empty for the file as a whole.
+    /// Path of the invalid key or value, as `stages[1].grants[0]`. Empty for the whole file.
     pub path: String,
-    /// What is wrong, naming the invalid value.
+    /// Description of the problem, naming the invalid value.
     pub message: String,
-    /// What to do about it, if there is something more specific than the message.
+    /// Suggested fix, when one is more specific than the message.
     pub hint: Option<String>,
-    /// Where the value sits in the YAML source. `None` for problems found outside the file,
+    /// Position of the value in the YAML source. `None` for problems found outside the file,
     /// such as a missing file or an import that the stage was not granted.
     pub location: Option<Location>,
 }
@@ -39,11 +39,14 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in a pipeline file, in the order of the file.
+/// Every problem found in a pipeline file. [`super::parse`] lists them in file order, and
+/// [`ConfigErrors::push`] appends.
 ///
-/// `Display` prints one problem per line:
-/// `stages[1].grants[0]: unknown grant `mial`; valid grants: database, mail, publish, log,
-/// config (line 12, column 9)`.
+/// `Display` prints one problem per line, as
+///
+/// ```text
+/// stages[1].grants[0]: unknown grant `mial`; valid grants: database, mail, publish, log, config (line 12, column 9)
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigErrors {
     pub problems: Vec<Problem>,
@@ -152,11 +155,11 @@ pub(crate) fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str
         .map(|(_, candidate)| candidate)
 }
 
-/// Returns "did you mean `x`?" when a candidate is close, or "valid <what>: a, b, c" otherwise.
-pub(crate) fn suggestion(input: &str, candidates: &[&str], what: &str) -> String {
+/// Returns "did you mean `x`?" when a candidate is close, or "valid <plural>: a, b, c" otherwise.
+pub(crate) fn suggestion(input: &str, candidates: &[&str], plural: &str) -> String {
     match closest(input, candidates) {
         Some(candidate) => format!("did you mean `{candidate}`?"),
-        None => format!("valid {what}: {}", candidates.join(", ")),
+        None => format!("valid {plural}: {}", candidates.join(", ")),
     }
 }
 
@@ -169,8 +172,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
 
     for i in 1..=a.len() {

@@ -6,7 +6,7 @@ use super::errors::{ConfigErrors, Location};
 use super::model::Grant;
 use super::tree::{Section, Value, index_path, string};
 
-/// Which backend sections the file has, valid or not.
+/// Presence of each backend section in the file, valid or not.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Backends {
     pub database: bool,
@@ -61,6 +61,18 @@ pub(crate) fn grants(
             continue;
         };
 
+        // A repeated grant gets one report, not a second one for its missing section.
+        if entries.iter().any(|entry| entry.grant == grant) {
+            errors.push_at(
+                &path,
+                item.location,
+                format!("grant `{grant}` is listed twice"),
+                Some("remove one".into()),
+            );
+            complete = false;
+            continue;
+        }
+
         let missing_section = match grant {
             Grant::Database if !backends.database => Some(
                 "add a `database:` section, for example `database: { url: sqlite://magnetar.db }`",
@@ -80,16 +92,6 @@ pub(crate) fn grants(
             complete = false;
         }
 
-        if entries.iter().any(|entry| entry.grant == grant) {
-            errors.push_at(
-                &path,
-                item.location,
-                format!("grant `{grant}` is listed twice"),
-                Some("remove one".into()),
-            );
-            complete = false;
-            continue;
-        }
         entries.push(GrantEntry {
             grant,
             path,

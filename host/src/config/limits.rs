@@ -55,7 +55,7 @@ pub(crate) fn retry(node: &Node, path: &str, errors: &mut ConfigErrors) -> Optio
 
     let ((max_attempts, _), (initial, initial_at), (max, max_at)) = (max_attempts?, initial?, max?);
     if max < initial {
-        // Point at whichever of the two was written; a default cannot be the mistake.
+        // Point at whichever of the two was written, because a default cannot be the mistake.
         let (path, node) = max_at.or(initial_at).expect("the defaults are ordered");
         errors.push_at(
             &path,
@@ -98,7 +98,7 @@ pub(crate) fn limits(node: &Node, path: &str, errors: &mut ConfigErrors) -> Opti
             node.location,
             format!("memory of {} is out of range", format_size(bytes)),
             Some(format!(
-                "use {} to {}: one WebAssembly page up to the 4 GiB that 32-bit memory can address",
+                "use {} (one WebAssembly page) to {} (the most 32-bit memory can address)",
                 format_size(MIN_MEMORY),
                 format_size(MAX_MEMORY)
             )),
@@ -171,7 +171,7 @@ fn positive(
 fn format_duration(value: Duration) -> String {
     let millis = value.as_millis();
     for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if millis >= size && millis % size == 0 {
+        if millis >= size && millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
     }

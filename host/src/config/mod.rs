@@ -87,6 +87,10 @@ pub fn parse(
     expand::expand_env(&mut root, "", env, &mut errors);
     let pipeline = validate::build_pipeline(&root, path, &mut errors);
 
+    // Checks run section by section, so sort their problems into file order.
+    errors
+        .problems
+        .sort_by_key(|problem| problem.location.map(|at| (at.line, at.column)));
     match pipeline {
         Some(pipeline) if errors.is_empty() => Ok(pipeline),
         _ => Err(errors),

@@ -41,7 +41,7 @@ pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// One handler in flight keeps messages in order on exclusive and failover subscriptions and
-/// asks the least of the database. Raise it per stage for throughput.
+/// puts the least load on the database. Raise it per stage for throughput.
 pub const DEFAULT_PARALLELISM: usize = 1;
 
 /// Upper bound of `parallelism`: 256 instances of [`DEFAULT_MEMORY`] reserve 16 GiB.
@@ -53,7 +53,7 @@ pub const MAX_PARALLELISM: usize = 256;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 /// Health and metrics endpoint. Loopback only, so nothing is exposed to the network unless
-/// `health.listen` says so. Port 9464 is the OpenTelemetry Prometheus exporter's default.
+/// `health.listen` names another address. Port 9464 is the OpenTelemetry Prometheus exporter's default.
 pub const DEFAULT_HEALTH_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9464));
 
@@ -219,7 +219,9 @@ impl SmtpTls {
 }
 
 /// One stage: a component, what it consumes, where its results and failures go.
-#[derive(Debug, Clone)]
+///
+/// `Debug` lists only the keys of `config`, because plugin settings may hold credentials.
+#[derive(Clone)]
 pub struct StageConfig {
     pub name: String,
     /// Component file, absolute and existing at load time.
@@ -250,6 +252,31 @@ pub struct StageConfig {
 impl StageConfig {
     pub fn is_granted(&self, grant: Grant) -> bool {
         self.grants.contains(&grant)
+    }
+}
+
+impl fmt::Debug for StageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config_keys: Vec<&String> = match &self.config {
+            serde_json::Value::Object(map) => map.keys().collect(),
+            _ => Vec::new(),
+        };
+        f.debug_struct("StageConfig")
+            .field("name", &self.name)
+            .field("plugin", &self.plugin)
+            .field("inputs", &self.inputs)
+            .field("subscription", &self.subscription)
+            .field("subscription_type", &self.subscription_type)
+            .field("initial_position", &self.initial_position)
+            .field("outputs", &self.outputs)
+            .field("grants", &self.grants)
+            .field("config_keys", &config_keys)
+            .field("retry", &self.retry)
+            .field("dead_letter", &self.dead_letter)
+            .field("retry_topic", &self.retry_topic)
+            .field("limits", &self.limits)
+            .field("parallelism", &self.parallelism)
+            .finish()
     }
 }
 
@@ -307,7 +334,7 @@ impl fmt::Display for Grant {
     }
 }
 
-/// How a subscription hands messages to its consumers, as in Pulsar.
+/// Pulsar subscription type, which decides how messages are spread over consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SubscriptionType {
     #[default]
@@ -341,7 +368,7 @@ impl SubscriptionType {
     }
 }
 
-/// Where a new subscription starts reading. An existing subscription keeps its position.
+/// Start position of a new subscription. An existing subscription keeps its position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InitialPosition {
     #[default]

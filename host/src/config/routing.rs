@@ -1,4 +1,4 @@
-//! Where a stage reads and writes: its inputs, subscription, outputs, dead letter and retry
+//! Validation of a stage's routing: its inputs, subscription, outputs, dead letter and retry
 //! topics.
 
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@ const REDACTED: &str = "***";
 /// contains one of these words, ignoring case, as `password`, `sslpassword` or `api_key`.
 const SECRET_QUERY_WORDS: &[&str] = &["pass", "pwd", "secret", "token", "key", "auth"];
 
-/// A token or password. `Debug` and `Display` print `***`; call [`Secret::expose`] to use it.
+/// A token or password. `Debug` and `Display` print `***`, and [`Secret::expose`] returns it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -105,15 +105,15 @@ pub(crate) fn redact_url_text(text: &str) -> String {
         None => ("", text),
     };
 
-    // Without knowing where the authority ends, hide up to the last `@`: a password may
-    // contain `/` or `@`, so this hides too much rather than too little.
+    // Where the authority ends is unknown, because a password may contain `/` or `@`. So hide
+    // everything up to the last `@`, which hides too much rather than too little.
     let rest = match rest.rfind('@') {
         Some(index) => format!("{REDACTED}{}", &rest[index..]),
         None => rest.to_owned(),
     };
 
     let rest = match rest.split_once('?') {
-        Some((before, query)) if query.split('&').any(|pair| is_secret_parameter(pair)) => {
+        Some((before, query)) if query.split('&').any(is_secret_parameter) => {
             format!("{before}?{REDACTED}")
         }
         _ => rest,
@@ -149,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn redact_url_text_hides_user_info_of_invalid_url() {
+    fn redact_url_text_hides_user_info() {
         assert_eq!(
             redact_url_text("mysql://app:pa/ss@wo@rd@db:99999/x"),
             "mysql://***@db:99999/x"

@@ -228,7 +228,7 @@ fn choice<T: Default>(
     entry: Option<(String, &Node)>,
     names: &[&str],
     parse: fn(&str) -> Option<T>,
-    what: &str,
+    value_name: &str,
     errors: &mut ConfigErrors,
 ) -> Option<T> {
     let Some((path, node)) = entry else {
@@ -240,8 +240,8 @@ fn choice<T: Default>(
         errors.push_at(
             &path,
             node.location,
-            format!("unknown {what} `{text}`"),
-            Some(format!("valid {what}s: {}", names.join(", "))),
+            format!("unknown {value_name} `{text}`"),
+            Some(format!("valid {value_name}s: {}", names.join(", "))),
         );
     }
     parsed
@@ -265,10 +265,10 @@ fn report_duplicate_names(items: &[Node], path: &str, errors: &mut ConfigErrors)
                 &key_path(&index_path(path, index), "name"),
                 entry.value.location,
                 format!(
-                    "duplicate stage name `{name}`; {} already uses it",
+                    "duplicate stage name `{name}`, already used by {}",
                     index_path(path, *first)
                 ),
-                Some("stage names must be unique; rename one of them".to_owned()),
+                Some("rename one of the two stages".to_owned()),
             );
         } else {
             first_index.insert(name.clone(), index);
@@ -276,8 +276,8 @@ fn report_duplicate_names(items: &[Node], path: &str, errors: &mut ConfigErrors)
     }
 }
 
-/// Reports two stages that consume the same topic through the same subscription: Pulsar
-/// would split its messages between two different components.
+/// Reports two stages that consume the same topic through the same subscription, because
+/// Pulsar would split its messages between two different components.
 fn report_shared_subscriptions(
     stages: &[(usize, Location, StageConfig)],
     path: &str,

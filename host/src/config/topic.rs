@@ -7,14 +7,16 @@ pub const DEFAULT_NAMESPACE: &str = "public/default";
 
 const SCHEMES: &[&str] = &["persistent://", "non-persistent://"];
 
-const EXAMPLES: &str =
-    "write `movies`, `tenant/namespace/movies` or `persistent://tenant/namespace/movies`";
+const TOPIC_HINT: &str = "write `movies`, `tenant/namespace/movies` or \
+                          `persistent://tenant/namespace/movies`, each part made of letters, \
+                          digits, `_`, `-`, `=`, `:` and `.`";
 
 /// A compiled `input_pattern`.
 #[derive(Debug, Clone)]
 pub struct TopicPattern {
-    /// Matches whole topic names: the pattern as written, anchored at both ends, because
-    /// Pulsar's Java client matches the whole name while the Rust client only searches in it.
+    /// The pattern as written, anchored at both ends and allowing a `-partition-N` suffix.
+    /// Pulsar's Java client (`TopicList.filterTopics`) matches the whole base name of each
+    /// topic, while the Rust client only searches in the names it lists, partitions included.
     pub regex: Regex,
     /// The `tenant/namespace` whose topics are listed and matched against the regex.
     pub namespace: String,
@@ -29,7 +31,7 @@ pub(crate) fn expand_topic(name: &str) -> Result<String, (String, String)> {
     let invalid = |reason: String| {
         Err((
             format!("invalid topic name `{name}`: {reason}"),
-            EXAMPLES.to_owned(),
+            TOPIC_HINT.to_owned(),
         ))
     };
 
@@ -77,9 +79,7 @@ fn check_segment(segment: &str, local_name: bool) -> Result<(), String> {
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || "_-=:.".contains(c) || (local_name && c == '%')));
     match invalid {
-        Some(c) => Err(format!(
-            "`{c}` is not allowed; use letters, digits and _ - = : ."
-        )),
+        Some(c) => Err(format!("character {c:?} is not allowed")),
         None => Ok(()),
     }
 }
@@ -133,7 +133,7 @@ pub(crate) fn compile_pattern(pattern: &str) -> Result<TopicPattern, (String, St
         }
     };
 
-    match Regex::new(&format!("^(?:{full})$")) {
+    match Regex::new(&format!("^(?:{full})(?:-partition-[0-9]+)?$")) {
         Ok(regex) => Ok(TopicPattern { regex, namespace }),
         Err(error) => Err((
             format!(
@@ -204,6 +204,15 @@ mod tests {
                 .regex
                 .is_match("persistent://acme/media/old-movies-2024")
         );
+
+        let exact = compile_pattern("persistent://acme/media/movies").unwrap();
+        assert!(exact.regex.is_match("persistent://acme/media/movies"));
+        assert!(
+            exact
+                .regex
+                .is_match("persistent://acme/media/movies-partition-3")
+        );
+        assert!(!exact.regex.is_match("persistent://acme/media/movies-2024"));
 
         let short = compile_pattern("movies-.*").unwrap();
         assert_eq!(short.namespace, "public/default");

@@ -53,10 +53,12 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, ConfigErrors> {
     };
 
     serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|error| {
-        let message = UserMessageFormatter
+        // Control characters could rewrite the terminal, so they become spaces.
+        let message: String = UserMessageFormatter
             .format_message(&error)
-            .escape_debug()
-            .to_string();
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let location = error
             .location()
             .filter(|location| location.line() > 0)
@@ -64,11 +66,21 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Node, ConfigErrors> {
                 line: location.line(),
                 column: location.column(),
             });
+
+        // A plain `${VAR}` inside `[ ]` or `{ }` ends the collection at its `}`.
+        let line = location.and_then(|at| text.lines().nth(at.line as usize - 1));
+        let hint = line
+            .filter(|line| line.contains("${") && line.replace("${", "").contains(['{', '[']))
+            .map(|_| {
+                "inside `[ ]` or `{ }`, quote values that contain `${VAR}`, as \"${VAR}\""
+                    .to_owned()
+            });
+
         let mut errors = ConfigErrors::new();
         errors.problems.push(super::Problem {
             path: String::new(),
             message: format!("invalid YAML: {message}"),
-            hint: None,
+            hint,
             location,
         });
         errors
@@ -167,7 +179,7 @@ impl<'a> Section<'a> {
                 node.location,
                 format!("expected a mapping, found {}", node.kind()),
                 Some(format!(
-                    "write `key: value` lines with the keys {}",
+                    "write `key: value` lines; valid keys: {}",
                     known.join(", ")
                 )),
             );
@@ -222,7 +234,7 @@ impl<'a> Section<'a> {
 
 /// Returns the text of a string value, or of an integer where a string is expected (YAML
 /// types `name: 2024` as an integer). Reports any other kind of value.
-pub(crate) fn string<'a>(node: &'a Node, path: &str, errors: &mut ConfigErrors) -> Option<String> {
+pub(crate) fn string(node: &Node, path: &str, errors: &mut ConfigErrors) -> Option<String> {
     match &node.value {
         Value::String(text) => Some(text.clone()),
         Value::Int(number) => Some(number.to_string()),

@@ -55,7 +55,7 @@ fn split_number(text: &str) -> Option<(u64, &str)> {
 /// Formats a byte count with the largest binary unit that divides it, as `64 MiB`.
 pub(crate) fn format_size(bytes: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{} {unit}", bytes / size);
         }
     }

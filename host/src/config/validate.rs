@@ -61,7 +61,7 @@ pub(crate) fn build_pipeline(
     };
 
     // A section that is present but invalid still counts as present, so a stage that grants
-    // it is not told to add a section that is already there.
+    // it gets no hint to add a section that is already there.
     let backends = Backends {
         database: database_node.is_some(),
         mail: mail_node.is_some(),

@@ -7,7 +7,7 @@ use anyhow::Context;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::Executor;
+use sqlx::{ConnectOptions, Executor};
 
 use crate::bindings::database::Backend;
 
@@ -36,7 +36,10 @@ pub struct PoolSettings {
 
 impl PoolSettings {
     pub fn new(max_connections: u32) -> Self {
-        PoolSettings { max_connections, acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT }
+        PoolSettings {
+            max_connections,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
     }
 }
 
@@ -88,7 +91,11 @@ pub(super) fn lazy_pool(url: &str, settings: PoolSettings) -> anyhow::Result<Poo
                 // Connections to a shared in-memory database lock each other's tables with
                 // SQLITE_LOCKED instead of waiting, and the database disappears with its
                 // last connection, so the pool keeps exactly one connection open.
-                pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+                pool = pool
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
             } else {
                 // WAL lets readers run while one connection writes.
                 options = options.journal_mode(SqliteJournalMode::Wal);
@@ -97,13 +104,9 @@ pub(super) fn lazy_pool(url: &str, settings: PoolSettings) -> anyhow::Result<Poo
             Pool::Sqlite(pool.connect_lazy_with(options))
         }
         Backend::Mysql => {
-            let url = match url.strip_prefix("mariadb:") {
-                Some(rest) => format!("mysql:{rest}"),
-                None => url.to_owned(),
-            };
             // utf8mb4_bin compares text byte for byte, as SQLite and PostgreSQL do. The
             // session time zone is UTC, so TIMESTAMP values read back as UTC.
-            let options = MySqlConnectOptions::from_str(&url)
+            let options = MySqlConnectOptions::from_str(&mysql_url(url))
                 .with_context(invalid)?
                 .charset("utf8mb4")
                 .collation("utf8mb4_bin")
@@ -135,12 +138,44 @@ pub(super) fn lazy_pool(url: &str, settings: PoolSettings) -> anyhow::Result<Poo
     Ok(pool)
 }
 
+/// Opens one connection outside the pool and returns its error, or `None` when it succeeds
+/// or the URL does not parse.
+pub(super) async fn direct_attempt(url: &str, timeout: Duration) -> Option<String> {
+    let attempt = async {
+        match backend_of(url).ok()? {
+            Backend::Sqlite => SqliteConnectOptions::from_str(url)
+                .ok()?
+                .connect()
+                .await
+                .err(),
+            Backend::Mysql => MySqlConnectOptions::from_str(&mysql_url(url))
+                .ok()?
+                .connect()
+                .await
+                .err(),
+            Backend::Postgres => PgConnectOptions::from_str(url).ok()?.connect().await.err(),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(error) => error.map(|error| error.to_string()),
+        Err(_) => Some(format!("no answer within {} s", timeout.as_secs_f32())),
+    }
+}
+
+/// Renames the `mariadb:` scheme to `mysql:`, the only one that sqlx accepts.
+fn mysql_url(url: &str) -> String {
+    match url.strip_prefix("mariadb:") {
+        Some(rest) => format!("mysql:{rest}"),
+        None => url.to_owned(),
+    }
+}
+
 fn is_sqlite_memory(url: &str) -> bool {
     let database = url.trim_start_matches("sqlite:").trim_start_matches("//");
     database.starts_with(":memory:") || database.contains("mode=memory")
 }
 
-/// What to check when connecting fails.
+/// Returns what to check when connecting fails.
 pub(super) fn connect_hint(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "check that the folder of the database file exists and is writable",
@@ -164,10 +199,10 @@ pub fn redact(url: &str) -> String {
         let authority_start = scheme_end + 3;
         let rest = &url[authority_start..];
         let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        if let Some(at) = authority.rfind('@') {
-            if let Some(colon) = authority[..at].find(':') {
-                redacted.replace_range(authority_start + colon + 1..authority_start + at, "***");
-            }
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+        {
+            redacted.replace_range(authority_start + colon + 1..authority_start + at, "***");
         }
     }
 
@@ -175,7 +210,9 @@ pub fn redact(url: &str) -> String {
         let query: Vec<String> = redacted[query_start + 1..]
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name.to_ascii_lowercase().contains("password") => format!("{name}=***"),
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
                 _ => pair.to_owned(),
             })
             .collect();

@@ -37,14 +37,18 @@ pub(super) fn classify(error: sqlx::Error, acquire_timeout: Duration) -> Error {
              refusing connections, or busy",
             acquire_timeout.as_secs_f32()
         )),
-        sqlx::Error::PoolClosed => {
-            Error::Unavailable("the database pool is closed because the host is shutting down".to_owned())
-        }
+        sqlx::Error::PoolClosed => Error::Unavailable(
+            "the database pool is closed because the host is shutting down".to_owned(),
+        ),
         sqlx::Error::WorkerCrashed => {
             Error::Unavailable("the SQLite worker thread of a pooled connection stopped".to_owned())
         }
-        sqlx::Error::Io(error) => Error::Unavailable(format!("database connection failed: {error}")),
-        sqlx::Error::Tls(error) => Error::Unavailable(format!("TLS with the database failed: {error}")),
+        sqlx::Error::Io(error) => {
+            Error::Unavailable(format!("database connection failed: {error}"))
+        }
+        sqlx::Error::Tls(error) => {
+            Error::Unavailable(format!("TLS with the database failed: {error}"))
+        }
         sqlx::Error::Protocol(message) => {
             Error::Unavailable(format!("unexpected message from the database: {message}"))
         }
@@ -73,7 +77,11 @@ fn postgres(error: &PgDatabaseError) -> Error {
     let mut context = vec![format!("SQLSTATE {code}")];
     context.extend(error.table().map(|table| format!("table {table}")));
     context.extend(error.column().map(|column| format!("column {column}")));
-    context.extend(error.constraint().map(|constraint| format!("constraint {constraint}")));
+    context.extend(
+        error
+            .constraint()
+            .map(|constraint| format!("constraint {constraint}")),
+    );
     let mut message = format!("{} ({})", error.message(), context.join(", "));
     if let Some(detail) = error.detail() {
         message = format!("{message}. {detail}");
@@ -157,7 +165,7 @@ fn by_kind(kind: ErrorKind, message: String) -> Option<Error> {
     }
 }
 
-/// The error as one line, `class: message`, for logs and recorded calls.
+/// Formats the error as one line, `class: message`, for logs and recorded calls.
 pub fn describe(error: &Error) -> String {
     let (class, message) = match error {
         Error::UniqueViolation(message) => ("unique-violation", message),

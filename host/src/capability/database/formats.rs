@@ -45,7 +45,10 @@ pub(super) fn postgres_timestamp(micros: i64, utc: bool) -> Result<String, Strin
         .ok_or_else(|| format!("timestamp {micros} µs after 2000-01-01 is out of range"))?;
     let fraction = fraction(timestamp.and_utc().timestamp_subsec_micros());
     let zone = if utc { "Z" } else { "" };
-    Ok(format!("{}{fraction}{zone}", timestamp.format("%Y-%m-%dT%H:%M:%S")))
+    Ok(format!(
+        "{}{fraction}{zone}",
+        timestamp.format("%Y-%m-%dT%H:%M:%S")
+    ))
 }
 
 /// Formats a PostgreSQL TIME, microseconds since midnight.
@@ -67,9 +70,15 @@ pub(super) fn postgres_numeric(bytes: &[u8]) -> Result<String, String> {
     let weight = i32::from(word(1)? as i16);
     let sign = word(2)?;
     let scale = usize::from(word(3)?);
-    let digits = (0..digit_count).map(|index| word(4 + index)).collect::<Result<Vec<u16>, _>>()?;
+    let digits = (0..digit_count)
+        .map(|index| word(4 + index))
+        .collect::<Result<Vec<u16>, _>>()?;
     let digit = |position: i32| -> u16 {
-        usize::try_from(position).ok().and_then(|index| digits.get(index)).copied().unwrap_or(0)
+        usize::try_from(position)
+            .ok()
+            .and_then(|index| digits.get(index))
+            .copied()
+            .unwrap_or(0)
     };
 
     let mut text = match sign {
@@ -78,7 +87,11 @@ pub(super) fn postgres_numeric(bytes: &[u8]) -> Result<String, String> {
         0xC000 => return Ok("NaN".to_owned()),
         0xD000 => return Ok("Infinity".to_owned()),
         0xF000 => return Ok("-Infinity".to_owned()),
-        other => return Err(format!("NUMERIC value has an unknown sign word {other:#06x}")),
+        other => {
+            return Err(format!(
+                "NUMERIC value has an unknown sign word {other:#06x}"
+            ));
+        }
     };
     if weight < 0 {
         text.push('0');
@@ -105,7 +118,10 @@ pub(super) fn postgres_numeric(bytes: &[u8]) -> Result<String, String> {
 /// Formats a 16-byte UUID in its hyphenated lowercase form.
 pub(super) fn uuid(bytes: &[u8]) -> Result<String, String> {
     if bytes.len() != 16 {
-        return Err(format!("UUID value has {} bytes instead of 16", bytes.len()));
+        return Err(format!(
+            "UUID value has {} bytes instead of 16",
+            bytes.len()
+        ));
     }
     let mut text = String::with_capacity(36);
     for (index, byte) in bytes.iter().enumerate() {
@@ -130,8 +146,15 @@ pub(super) fn mysql_datetime(bytes: &[u8], with_time: bool, utc: bool) -> Result
 
     let mut text = format!("{year:04}-{:02}-{:02}", byte(2), byte(3));
     if with_time {
-        write!(text, "T{:02}:{:02}:{:02}{}", byte(4), byte(5), byte(6), fraction(micros))
-            .expect("writing to a String cannot fail");
+        write!(
+            text,
+            "T{:02}:{:02}:{:02}{}",
+            byte(4),
+            byte(5),
+            byte(6),
+            fraction(micros)
+        )
+        .expect("writing to a String cannot fail");
         if utc {
             text.push('Z');
         }
@@ -148,7 +171,8 @@ pub(super) fn mysql_time(bytes: &[u8]) -> Result<String, String> {
     let byte = |index: usize| fields.get(index).copied().unwrap_or(0);
     let negative = byte(0) == 1;
     let days = u64::from(u32::from_le_bytes([byte(1), byte(2), byte(3), byte(4)]));
-    let seconds = ((days * 24 + u64::from(byte(5))) * 60 + u64::from(byte(6))) * 60 + u64::from(byte(7));
+    let seconds =
+        ((days * 24 + u64::from(byte(5))) * 60 + u64::from(byte(6))) * 60 + u64::from(byte(7));
     let micros = u64::from(u32::from_le_bytes([byte(8), byte(9), byte(10), byte(11)]));
     Ok(duration(negative, seconds * 1_000_000 + micros))
 }
@@ -158,7 +182,12 @@ fn duration(negative: bool, micros: u64) -> String {
     let seconds = micros / 1_000_000;
     let sign = if negative { "-" } else { "" };
     let fraction = fraction((micros % 1_000_000) as u32);
-    format!("{sign}{:02}:{:02}:{:02}{fraction}", seconds / 3600, seconds / 60 % 60, seconds % 60)
+    format!(
+        "{sign}{:02}:{:02}:{:02}{fraction}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }
 
 /// Formats microseconds as a fraction of a second: none when zero, 3 digits for whole
@@ -166,7 +195,7 @@ fn duration(negative: bool, micros: u64) -> String {
 fn fraction(micros: u32) -> String {
     if micros == 0 {
         String::new()
-    } else if micros % 1000 == 0 {
+    } else if micros.is_multiple_of(1000) {
         format!(".{:03}", micros / 1000)
     } else {
         format!(".{micros:06}")

@@ -27,7 +27,9 @@ use crate::bindings::database::{Backend, Error, Host, Rows, Value};
 use crate::capability::{CallLog, CapabilityCall, record};
 use connect::Pool;
 
-pub use connect::{DEFAULT_ACQUIRE_TIMEOUT, MYSQL_SQL_MODE, PoolSettings, SQLITE_BUSY_TIMEOUT, redact};
+pub use connect::{
+    DEFAULT_ACQUIRE_TIMEOUT, MYSQL_SQL_MODE, PoolSettings, SQLITE_BUSY_TIMEOUT, redact,
+};
 pub use errors::describe as describe_error;
 
 /// A connection pool on one database, shared by all stages. Cloning shares the pool.
@@ -41,7 +43,10 @@ pub struct Database {
 
 impl std::fmt::Debug for Database {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("Database").field("url", &self.url).finish_non_exhaustive()
+        formatter
+            .debug_struct("Database")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,11 +74,23 @@ impl Database {
                 tracing::info!(url = %database.url, backend = ?backend, "connected to the database");
                 Ok(database)
             }
-            Err(error) => Err(anyhow::Error::new(error).context(format!(
-                "connecting to the database at `{}` failed; {}",
-                database.url,
-                connect::connect_hint(backend)
-            ))),
+            Err(error) => {
+                // A refused connection is retried until the acquire timeout, and the pool then
+                // reports only the timeout. One direct attempt recovers the cause.
+                let cause = match error {
+                    sqlx::Error::PoolTimedOut => {
+                        connect::direct_attempt(url, settings.acquire_timeout)
+                            .await
+                            .map_or_else(|| error.to_string(), |cause| format!("{error}: {cause}"))
+                    }
+                    error => error.to_string(),
+                };
+                anyhow::bail!(
+                    "connecting to the database at `{}` failed: {cause}; {}",
+                    database.url,
+                    connect::connect_hint(backend)
+                )
+            }
         }
     }
 
@@ -82,14 +99,18 @@ impl Database {
     /// timeout. Fails only on a URL that does not parse.
     pub fn connect_lazy(url: &str, settings: PoolSettings) -> anyhow::Result<Database> {
         let pool = connect::lazy_pool(url, settings)?;
-        Ok(Database { pool, url: redact(url).into(), acquire_timeout: settings.acquire_timeout })
+        Ok(Database {
+            pool,
+            url: redact(url).into(),
+            acquire_timeout: settings.acquire_timeout,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.pool.backend()
     }
 
-    /// The URL without its password.
+    /// Returns the URL without its password.
     pub fn redacted_url(&self) -> &str {
         &self.url
     }
@@ -115,7 +136,11 @@ impl Database {
             Pool::Postgres(pool) => migrator.run(pool).await,
         };
         applied.with_context(|| {
-            format!("applying migrations from `{}` to `{}` failed", folder.display(), self.url)
+            format!(
+                "applying migrations from `{}` to `{}` failed",
+                folder.display(),
+                self.url
+            )
         })?;
         tracing::info!(url = %self.url, folder = %folder.display(), "database migrations applied");
         Ok(())
@@ -128,15 +153,24 @@ impl Database {
         let executed = match &self.pool {
             Pool::Sqlite(pool) => {
                 let arguments = params::sqlite(params)?;
-                sqlx::query_with(&statement, arguments).execute(pool).await.map(|done| done.rows_affected())
+                sqlx::query_with(&statement, arguments)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
             }
             Pool::MySql(pool) => {
                 let arguments = params::mysql(params)?;
-                sqlx::query_with(&statement, arguments).execute(pool).await.map(|done| done.rows_affected())
+                sqlx::query_with(&statement, arguments)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
             }
             Pool::Postgres(pool) => {
                 let (statement, arguments, _) = params::postgres(&statement, params)?;
-                sqlx::query_with(&statement, arguments).execute(pool).await.map(|done| done.rows_affected())
+                sqlx::query_with(&statement, arguments)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
             }
         };
         executed.map_err(|error| self.classify(error))
@@ -149,24 +183,41 @@ impl Database {
             Pool::Sqlite(pool) => {
                 let arguments = params::sqlite(params)?;
                 let mut connection = pool.acquire().await.map_err(|error| self.classify(error))?;
-                let prepared = connection.prepare(&statement).await.map_err(|error| self.classify(error))?;
-                let fetched = prepared.query_with(arguments).fetch_all(&mut *connection).await;
+                let prepared = connection
+                    .prepare(&statement)
+                    .await
+                    .map_err(|error| self.classify(error))?;
+                let fetched = prepared
+                    .query_with(arguments)
+                    .fetch_all(&mut *connection)
+                    .await;
                 collect(column_names(prepared.columns()), fetched, rows::sqlite)
             }
             Pool::MySql(pool) => {
                 let arguments = params::mysql(params)?;
                 let mut connection = pool.acquire().await.map_err(|error| self.classify(error))?;
-                let prepared = connection.prepare(&statement).await.map_err(|error| self.classify(error))?;
-                let fetched = prepared.query_with(arguments).fetch_all(&mut *connection).await;
+                let prepared = connection
+                    .prepare(&statement)
+                    .await
+                    .map_err(|error| self.classify(error))?;
+                let fetched = prepared
+                    .query_with(arguments)
+                    .fetch_all(&mut *connection)
+                    .await;
                 collect(column_names(prepared.columns()), fetched, rows::mysql)
             }
             Pool::Postgres(pool) => {
                 let (statement, arguments, types) = params::postgres(&statement, params)?;
                 let mut connection = pool.acquire().await.map_err(|error| self.classify(error))?;
                 // The declared types must match the arguments: see `params::postgres`.
-                let prepared =
-                    connection.prepare_with(&statement, &types).await.map_err(|error| self.classify(error))?;
-                let fetched = prepared.query_with(arguments).fetch_all(&mut *connection).await;
+                let prepared = connection
+                    .prepare_with(&statement, &types)
+                    .await
+                    .map_err(|error| self.classify(error))?;
+                let fetched = prepared
+                    .query_with(arguments)
+                    .fetch_all(&mut *connection)
+                    .await;
                 collect(column_names(prepared.columns()), fetched, rows::postgres)
             }
         };
@@ -176,7 +227,7 @@ impl Database {
         })
     }
 
-    /// Checks that a connection can be acquired and answers a ping. The host's circuit
+    /// Checks that a connection can be acquired and responds to a ping. The host's circuit
     /// breaker calls this to learn when the database is back.
     pub async fn ping(&self) -> Result<(), Error> {
         let pinged = match &self.pool {
@@ -196,12 +247,12 @@ impl Database {
         }
     }
 
-    /// Rewrites the placeholders for the backend and checks that `given` parameters fill them.
-    fn prepare(&self, sql: &str, given: usize) -> Result<String, Error> {
+    /// Rewrites the placeholders for the backend and checks that `param_count` parameters fill them.
+    fn prepare(&self, sql: &str, param_count: usize) -> Result<String, Error> {
         let statement = placeholders::rewrite(sql, self.backend());
-        if statement.placeholders != given {
+        if statement.placeholders != param_count {
             return Err(Error::Other(format!(
-                "the statement has {} `?` placeholders but {given} parameters were given; \
+                "the statement has {} `?` placeholders but {param_count} parameters were given; \
                  every `?` outside quotes and comments takes one parameter, in order",
                 statement.placeholders
             )));
@@ -228,7 +279,10 @@ async fn ping<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Result<(), sqlx::Err
 }
 
 fn column_names<C: Column>(columns: &[C]) -> Vec<String> {
-    columns.iter().map(|column| column.name().to_owned()).collect()
+    columns
+        .iter()
+        .map(|column| column.name().to_owned())
+        .collect()
 }
 
 enum CollectError {
@@ -242,7 +296,11 @@ fn collect<R>(
     read_row: fn(&R) -> Result<Vec<Value>, Error>,
 ) -> Result<Rows, CollectError> {
     let fetched = fetched.map_err(CollectError::Database)?;
-    let rows = fetched.iter().map(read_row).collect::<Result<_, _>>().map_err(CollectError::Row)?;
+    let rows = fetched
+        .iter()
+        .map(read_row)
+        .collect::<Result<_, _>>()
+        .map_err(CollectError::Row)?;
     Ok(Rows { columns, rows })
 }
 
@@ -290,23 +348,25 @@ impl Host for DatabaseCtx {
     }
 }
 
-/// The guest receives every error as a value and decides, so a failure is only a debug
-/// record here. The stage logs the outcome.
+/// Logs a failed call at debug level. The guest receives every error as a value and
+/// decides what to do, and the stage logs the outcome.
 fn log_failure<T>(result: &Result<T, Error>, statement: &str) {
     if let Err(error) = result {
         tracing::debug!(statement, error = %describe_error(error), "database call failed");
     }
 }
 
-/// A guest value as JSON for recorded calls. A blob is recorded by its length only, as
+/// Converts a guest value to JSON for recorded calls. A blob is recorded by its length only, as
 /// `{"blob_len": n}`, because payloads can be large and binary.
 pub fn value_json(value: &Value) -> serde_json::Value {
     match value {
         Value::Null => serde_json::Value::Null,
         Value::Integer(integer) => (*integer).into(),
         // NaN and the infinities have no JSON number, so they are recorded as strings.
-        Value::Real(real) => serde_json::Number::from_f64(*real)
-            .map_or_else(|| serde_json::Value::String(real.to_string()), serde_json::Value::Number),
+        Value::Real(real) => serde_json::Number::from_f64(*real).map_or_else(
+            || serde_json::Value::String(real.to_string()),
+            serde_json::Value::Number,
+        ),
         Value::Text(text) => text.as_str().into(),
         Value::Blob(blob) => serde_json::json!({ "blob_len": blob.len() }),
     }
@@ -317,7 +377,10 @@ fn params_json(params: &[Value]) -> Vec<serde_json::Value> {
 }
 
 fn rows_json(rows: &Rows) -> serde_json::Value {
-    let values: Vec<Vec<serde_json::Value>> =
-        rows.rows.iter().map(|row| row.iter().map(value_json).collect()).collect();
+    let values: Vec<Vec<serde_json::Value>> = rows
+        .rows
+        .iter()
+        .map(|row| row.iter().map(value_json).collect())
+        .collect();
     serde_json::json!({ "columns": rows.columns, "rows": values })
 }

@@ -58,17 +58,40 @@ pub(super) fn mysql(params: Vec<Value>) -> Result<MySqlArguments, Error> {
 /// comment, a statement first run with an integer and later with a real would send the
 /// real's 8 bytes as an integer. The comment gives each combination of types its own
 /// prepared statement.
-pub(super) fn postgres(sql: &str, params: Vec<Value>) -> Result<(String, PgArguments, Vec<PgTypeInfo>), Error> {
+pub(super) fn postgres(
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<(String, PgArguments, Vec<PgTypeInfo>), Error> {
     let mut arguments = PgArguments::default();
     let mut codes = String::with_capacity(params.len());
     let mut types = Vec::with_capacity(params.len());
     for (index, value) in params.into_iter().enumerate() {
         let (code, type_info, added) = match value {
-            Value::Null => ('n', <UntypedNull as Type<Postgres>>::type_info(), arguments.add(UntypedNull)),
-            Value::Integer(integer) => ('i', <i64 as Type<Postgres>>::type_info(), arguments.add(integer)),
-            Value::Real(real) => ('r', <f64 as Type<Postgres>>::type_info(), arguments.add(real)),
-            Value::Text(text) => ('t', <String as Type<Postgres>>::type_info(), arguments.add(text)),
-            Value::Blob(blob) => ('b', <Vec<u8> as Type<Postgres>>::type_info(), arguments.add(blob)),
+            Value::Null => (
+                'n',
+                <UntypedNull as Type<Postgres>>::type_info(),
+                arguments.add(UntypedNull),
+            ),
+            Value::Integer(integer) => (
+                'i',
+                <i64 as Type<Postgres>>::type_info(),
+                arguments.add(integer),
+            ),
+            Value::Real(real) => (
+                'r',
+                <f64 as Type<Postgres>>::type_info(),
+                arguments.add(real),
+            ),
+            Value::Text(text) => (
+                't',
+                <String as Type<Postgres>>::type_info(),
+                arguments.add(text),
+            ),
+            Value::Blob(blob) => (
+                'b',
+                <Vec<u8> as Type<Postgres>>::type_info(),
+                arguments.add(blob),
+            ),
         };
         added.map_err(|error| bind_failed(index, error))?;
         codes.push(code);
@@ -77,7 +100,11 @@ pub(super) fn postgres(sql: &str, params: Vec<Value>) -> Result<(String, PgArgum
     if codes.is_empty() {
         return Ok((sql.to_owned(), arguments, types));
     }
-    Ok((format!("/* magnetar parameter types: {codes} */ {sql}"), arguments, types))
+    Ok((
+        format!("/* magnetar parameter types: {codes} */ {sql}"),
+        arguments,
+        types,
+    ))
 }
 
 fn bind_failed(index: usize, error: BoxDynError) -> Error {

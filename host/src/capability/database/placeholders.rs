@@ -157,7 +157,7 @@ fn starts_line_comment(bytes: &[u8], i: usize, backend: Backend) -> bool {
     }
 }
 
-/// Whether the `'` at `quote` opens a PostgreSQL escape string, `E'...'`.
+/// Returns whether the `'` at `quote` opens a PostgreSQL escape string, `E'...'`.
 fn is_escape_string_prefix(bytes: &[u8], quote: usize) -> bool {
     quote >= 1
         && matches!(bytes[quote - 1], b'E' | b'e')

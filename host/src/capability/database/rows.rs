@@ -4,7 +4,7 @@
 //! |---|---|---|---|
 //! | integer | INTEGER | every integer width, signed or UNSIGNED, BOOLEAN, YEAR, BIT | INT2, INT4, INT8, OID, BOOL (0 or 1) |
 //! | real | REAL | FLOAT, DOUBLE | FLOAT4, FLOAT8 |
-//! | text | TEXT | CHAR, VARCHAR, the TEXT types, ENUM, SET, JSON, DECIMAL, dates and times | TEXT, VARCHAR, BPCHAR, NAME, JSON, JSONB, XML, UUID, enums, NUMERIC, dates and times |
+//! | text | TEXT | CHAR, VARCHAR, the TEXT types, ENUM, SET, JSON, DECIMAL, dates and times | TEXT, VARCHAR, CHAR, NAME, JSON, JSONB, XML, UUID, enums, NUMERIC, dates and times |
 //! | blob | BLOB | BINARY, VARBINARY, the BLOB types (see the note below), GEOMETRY | BYTEA |
 //!
 //! DECIMAL and NUMERIC come back as text with every digit, because a 64-bit float would
@@ -14,37 +14,45 @@
 //! a cast to text in the statement reads it.
 //!
 //! NOTE: MySQL marks text columns with a binary collation (`utf8mb4_bin`) with the same
-//! BINARY flag as VARBINARY and BLOB columns. Only the column's character set tells them
-//! apart, and sqlx 0.8 does not expose it. A BINARY-flagged value therefore comes back as
+//! BINARY flag as VARBINARY and BLOB columns. Only the column's character set distinguishes
+//! them, and sqlx 0.8 does not expose it. A BINARY-flagged value therefore comes back as
 //! text when it is valid UTF-8 and as a blob otherwise, so a blob whose bytes happen to be
 //! valid UTF-8 (an empty one included) reads back as text with the same bytes.
 
 use std::borrow::Cow;
 
+use sqlx::error::BoxDynError;
 use sqlx::mysql::{MySqlRow, MySqlValueRef};
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgRow, PgTypeKind, PgValueFormat, PgValueRef};
 use sqlx::sqlite::{SqliteRow, SqliteValueRef};
-use sqlx::error::BoxDynError;
 use sqlx::{Decode, MySql, Postgres, Row, Sqlite, TypeInfo, ValueRef};
 
 use super::formats;
 use crate::bindings::database::{Error, Value};
 
 pub(super) fn sqlite(row: &SqliteRow) -> Result<Vec<Value>, Error> {
-    (0..row.len()).map(|index| sqlite_value(row, index)).collect()
+    (0..row.len())
+        .map(|index| sqlite_value(row, index))
+        .collect()
 }
 
 pub(super) fn mysql(row: &MySqlRow) -> Result<Vec<Value>, Error> {
-    (0..row.len()).map(|index| mysql_value(row, index)).collect()
+    (0..row.len())
+        .map(|index| mysql_value(row, index))
+        .collect()
 }
 
 pub(super) fn postgres(row: &PgRow) -> Result<Vec<Value>, Error> {
-    (0..row.len()).map(|index| postgres_value(row, index)).collect()
+    (0..row.len())
+        .map(|index| postgres_value(row, index))
+        .collect()
 }
 
 fn sqlite_value(row: &SqliteRow, index: usize) -> Result<Value, Error> {
-    let raw: SqliteValueRef<'_> = row.try_get_raw(index).map_err(|error| unreadable(row, index, error))?;
+    let raw: SqliteValueRef<'_> = row
+        .try_get_raw(index)
+        .map_err(|error| unreadable(row, index, error))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -61,7 +69,9 @@ fn sqlite_value(row: &SqliteRow, index: usize) -> Result<Value, Error> {
 }
 
 fn mysql_value(row: &MySqlRow, index: usize) -> Result<Value, Error> {
-    let raw: MySqlValueRef<'_> = row.try_get_raw(index).map_err(|error| unreadable(row, index, error))?;
+    let raw: MySqlValueRef<'_> = row
+        .try_get_raw(index)
+        .map_err(|error| unreadable(row, index, error))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -73,7 +83,8 @@ fn mysql_value(row: &MySqlRow, index: usize) -> Result<Value, Error> {
         "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED"
         | "BIGINT UNSIGNED" | "BIT" => decode_mysql::<u64>(raw).and_then(|unsigned| {
             i64::try_from(unsigned).map(Value::Integer).map_err(|_| {
-                format!("{unsigned} does not fit in a signed 64-bit integer; CAST it to CHAR").into()
+                format!("{unsigned} does not fit in a signed 64-bit integer; CAST it to CHAR")
+                    .into()
             })
         }),
         "FLOAT" => decode_mysql::<f32>(raw).map(|real| Value::Real(formats::widen_f32(real))),
@@ -109,7 +120,9 @@ fn mysql_bytes(
 }
 
 fn postgres_value(row: &PgRow, index: usize) -> Result<Value, Error> {
-    let raw: PgValueRef<'_> = row.try_get_raw(index).map_err(|error| unreadable(row, index, error))?;
+    let raw: PgValueRef<'_> = row
+        .try_get_raw(index)
+        .map_err(|error| unreadable(row, index, error))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -123,7 +136,8 @@ fn postgres_value(row: &PgRow, index: usize) -> Result<Value, Error> {
         "OID" => decode_postgres::<Oid>(raw).map(|oid| Value::Integer(oid.0.into())),
         "FLOAT4" => decode_postgres::<f32>(raw).map(|real| Value::Real(formats::widen_f32(real))),
         "FLOAT8" => decode_postgres::<f64>(raw).map(Value::Real),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" | "JSON" | "XML" => {
+        // sqlx names CHAR(n) `CHAR` and the one-byte internal type `"CHAR"`.
+        "TEXT" | "VARCHAR" | "CHAR" | "\"CHAR\"" | "NAME" | "JSON" | "XML" | "UNKNOWN" => {
             decode_postgres::<String>(raw).map(Value::Text)
         }
         // Binary JSONB is a version byte (1) followed by the JSON text.
@@ -133,15 +147,25 @@ fn postgres_value(row: &PgRow, index: usize) -> Result<Value, Error> {
         }),
         "UUID" => postgres_text(raw, formats::uuid),
         "NUMERIC" => postgres_text(raw, formats::postgres_numeric),
-        "DATE" => postgres_text(raw, |bytes| formats::postgres_date(i32::from_be_bytes(fixed(bytes)?))),
-        "TIME" => postgres_text(raw, |bytes| Ok(formats::postgres_time(i64::from_be_bytes(fixed(bytes)?)))),
-        "TIMESTAMP" => postgres_text(raw, |bytes| formats::postgres_timestamp(i64::from_be_bytes(fixed(bytes)?), false)),
-        "TIMESTAMPTZ" => postgres_text(raw, |bytes| formats::postgres_timestamp(i64::from_be_bytes(fixed(bytes)?), true)),
+        "DATE" => postgres_text(raw, |bytes| {
+            formats::postgres_date(i32::from_be_bytes(fixed(bytes)?))
+        }),
+        "TIME" => postgres_text(raw, |bytes| {
+            Ok(formats::postgres_time(i64::from_be_bytes(fixed(bytes)?)))
+        }),
+        "TIMESTAMP" => postgres_text(raw, |bytes| {
+            formats::postgres_timestamp(i64::from_be_bytes(fixed(bytes)?), false)
+        }),
+        "TIMESTAMPTZ" => postgres_text(raw, |bytes| {
+            formats::postgres_timestamp(i64::from_be_bytes(fixed(bytes)?), true)
+        }),
         "BYTEA" => decode_postgres::<Vec<u8>>(raw).map(Value::Blob),
         // The result of a function returning void, as in `SELECT pg_notify(...)`.
         "VOID" => Ok(Value::Null),
         // An enum value's binary form is its label.
-        _ if matches!(type_info.kind(), PgTypeKind::Enum(_)) => decode_postgres::<String>(raw).map(Value::Text),
+        _ if matches!(type_info.kind(), PgTypeKind::Enum(_)) => {
+            decode_postgres::<String>(raw).map(Value::Text)
+        }
         _ => return Err(unsupported(row, index, type_name, "CAST(column AS TEXT)")),
     };
     value.map_err(|error| decode_failed(row, index, type_name, error))
@@ -176,7 +200,9 @@ fn decode_postgres<'r, T: Decode<'r, Postgres>>(raw: PgValueRef<'r>) -> Result<T
 
 /// Returns the bytes of a fixed-size binary value as an array.
 fn fixed<const N: usize>(bytes: &[u8]) -> Result<[u8; N], String> {
-    bytes.try_into().map_err(|_| format!("expected {N} bytes, found {}", bytes.len()))
+    bytes
+        .try_into()
+        .map_err(|_| format!("expected {N} bytes, found {}", bytes.len()))
 }
 
 fn column_name(row: &impl Row, index: usize) -> Cow<'_, str> {
@@ -188,7 +214,10 @@ fn column_name(row: &impl Row, index: usize) -> Cow<'_, str> {
 }
 
 fn unreadable(row: &impl Row, index: usize, error: sqlx::Error) -> Error {
-    Error::Other(format!("reading column `{}` failed: {error}", column_name(row, index)))
+    Error::Other(format!(
+        "reading column `{}` failed: {error}",
+        column_name(row, index)
+    ))
 }
 
 fn unsupported(row: &impl Row, index: usize, type_name: &str, cast: &str) -> Error {
@@ -200,5 +229,8 @@ fn unsupported(row: &impl Row, index: usize, type_name: &str, cast: &str) -> Err
 }
 
 fn decode_failed(row: &impl Row, index: usize, type_name: &str, error: BoxDynError) -> Error {
-    Error::Other(format!("reading column `{}` of type {type_name} failed: {error}", column_name(row, index)))
+    Error::Other(format!(
+        "reading column `{}` of type {type_name} failed: {error}",
+        column_name(row, index)
+    ))
 }

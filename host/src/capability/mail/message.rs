@@ -24,7 +24,9 @@ pub(super) fn build(from: &Mailbox, email: &Email) -> Result<(Message, String), 
         builder = builder.cc(parse_address(address, "cc")?);
     }
     if email.to.is_empty() && email.cc.is_empty() {
-        return Err(Error::Invalid("the email has no recipients; add an address to `to`".to_owned()));
+        return Err(Error::Invalid(
+            "the email has no recipients; add an address to `to`".to_owned(),
+        ));
     }
     if let Some(address) = &email.reply_to {
         builder = builder.reply_to(parse_address(address, "reply-to")?);
@@ -45,19 +47,29 @@ pub(super) fn build(from: &Mailbox, email: &Email) -> Result<(Message, String), 
     };
 
     let built = match &email.html_body {
-        Some(html) => builder.multipart(MultiPart::alternative_plain_html(email.text_body.clone(), html.clone())),
+        Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+            email.text_body.clone(),
+            html.clone(),
+        )),
         None => builder.singlepart(SinglePart::plain(email.text_body.clone())),
     };
-    let message = built.map_err(|error| Error::Invalid(format!("building the email failed: {error}")))?;
+    let message =
+        built.map_err(|error| Error::Invalid(format!("building the email failed: {error}")))?;
 
-    let message_id = message.headers().get_raw("Message-ID").unwrap_or_default().to_owned();
+    let message_id = message
+        .headers()
+        .get_raw("Message-ID")
+        .unwrap_or_default()
+        .to_owned();
     Ok((message, message_id))
 }
 
 fn parse_address(address: &str, field: &str) -> Result<Mailbox, Error> {
-    address
-        .parse::<Mailbox>()
-        .map_err(|error| Error::Invalid(format!("invalid address `{address}` in `{field}`: {error}; {ADDRESS_FORMS}")))
+    address.parse::<Mailbox>().map_err(|error| {
+        Error::Invalid(format!(
+            "invalid address `{address}` in `{field}`: {error}; {ADDRESS_FORMS}"
+        ))
+    })
 }
 
 /// Checks a Message-ID (`left@right`, with or without angle brackets) and returns it in
@@ -68,7 +80,9 @@ fn normalize_message_id(id: &str) -> Result<String, Error> {
         Some((left, right)) => {
             !left.is_empty()
                 && !right.is_empty()
-                && bare.bytes().all(|byte| byte.is_ascii_graphic() && !matches!(byte, b'<' | b'>'))
+                && bare
+                    .bytes()
+                    .all(|byte| byte.is_ascii_graphic() && !matches!(byte, b'<' | b'>'))
         }
         None => false,
     };

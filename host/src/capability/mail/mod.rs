@@ -74,7 +74,11 @@ impl Mailer {
             format!("invalid sender address `{from}`: expected `name@example.com` or `Name <name@example.com>`")
         })?;
         let transport = transport::from_url(transport_url)?;
-        Ok(Mailer { transport, from, url: transport::redact(transport_url).into() })
+        Ok(Mailer {
+            transport,
+            from,
+            url: transport::redact(transport_url).into(),
+        })
     }
 
     /// Builds a mailer that keeps every email in memory, for tests and the plugin harness.
@@ -82,7 +86,9 @@ impl Mailer {
     pub fn capture() -> Mailer {
         Mailer {
             transport: Transport::Capture(Arc::default()),
-            from: CAPTURE_SENDER.parse().expect("the capture sender is a valid address"),
+            from: CAPTURE_SENDER
+                .parse()
+                .expect("the capture sender is a valid address"),
             url: "capture:".into(),
         }
     }
@@ -90,12 +96,15 @@ impl Mailer {
     /// Returns the emails captured so far, oldest first. Empty unless built by [`Mailer::capture`].
     pub fn captured(&self) -> Vec<CapturedEmail> {
         match &self.transport {
-            Transport::Capture(emails) => emails.lock().expect("captured emails lock poisoned").clone(),
+            Transport::Capture(emails) => emails
+                .lock()
+                .expect("captured emails lock poisoned")
+                .clone(),
             _ => Vec::new(),
         }
     }
 
-    /// The transport URL without its password.
+    /// Returns the transport URL without its password.
     pub fn redacted_url(&self) -> &str {
         &self.url
     }
@@ -110,10 +119,16 @@ impl Mailer {
         let (message, message_id) = message::build(&self.from, email)?;
 
         match &self.transport {
-            Transport::Smtp(transport) => transport.send(message).await.map(drop).map_err(classify_smtp)?,
+            Transport::Smtp(transport) => transport
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|error| classify_smtp(error, &self.url))?,
             Transport::File { transport, folder } => {
                 transport.send(message).await.map(drop).map_err(|error| {
-                    let cause = error.source().map_or_else(|| error.to_string(), ToString::to_string);
+                    let cause = error
+                        .source()
+                        .map_or_else(|| error.to_string(), ToString::to_string);
                     Error::ConnectionFailure(format!(
                         "writing the email to the outbox folder `{}` failed: {cause}",
                         folder.display()
@@ -122,15 +137,22 @@ impl Mailer {
             }
             Transport::Capture(emails) => {
                 let raw = String::from_utf8_lossy(&message.formatted()).into_owned();
-                let captured = CapturedEmail { email: email.clone(), message_id: message_id.clone(), raw };
-                emails.lock().expect("captured emails lock poisoned").push(captured);
+                let captured = CapturedEmail {
+                    email: email.clone(),
+                    message_id: message_id.clone(),
+                    raw,
+                };
+                emails
+                    .lock()
+                    .expect("captured emails lock poisoned")
+                    .push(captured);
             }
         }
         tracing::debug!(to = ?email.to, message_id, transport = %self.url, "email sent");
         Ok(message_id)
     }
 
-    /// Checks that the transport works: an SMTP connection that answers NOOP, or an outbox
+    /// Checks that the transport works: an SMTP connection that responds to NOOP, or an outbox
     /// folder where a file can be created. The host's circuit breaker calls this to learn
     /// when the transport is back.
     pub async fn test_connection(&self) -> bool {
@@ -161,24 +183,29 @@ async fn probe_folder(folder: &Path) -> std::io::Result<()> {
     tokio::fs::remove_file(&probe).await
 }
 
-fn classify_smtp(error: lettre::transport::smtp::Error) -> Error {
+/// Classifies an SMTP error. `url` is the redacted transport URL, for the messages of
+/// failures that are not the server's replies.
+fn classify_smtp(error: lettre::transport::smtp::Error, url: &str) -> Error {
     let reply = error.source().map(ToString::to_string).unwrap_or_default();
-    let code = error.status().map(|code| code.to_string()).unwrap_or_default();
+    let code = error
+        .status()
+        .map(|code| code.to_string())
+        .unwrap_or_default();
     if error.is_transient() {
         Error::TransientRejection(format!("the SMTP server replied {code} {reply}"))
     } else if error.is_permanent() {
         Error::PermanentRejection(format!("the SMTP server replied {code} {reply}"))
     } else if error.is_timeout() {
         Error::ConnectionFailure(format!(
-            "the SMTP server did not answer within {} s: {error}",
+            "the SMTP server at `{url}` did not respond within {} s: {error}",
             SMTP_TIMEOUT.as_secs()
         ))
     } else {
-        Error::ConnectionFailure(format!("SMTP failed: {error}"))
+        Error::ConnectionFailure(format!("sending through `{url}` failed: {error}"))
     }
 }
 
-/// The error as one line, `class: message`, for logs and recorded calls.
+/// Formats the error as one line, `class: message`, for logs and recorded calls.
 pub fn describe_error(error: &Error) -> String {
     let (class, message) = match error {
         Error::Invalid(message) => ("invalid", message),
@@ -206,7 +233,11 @@ impl Host for MailCtx {
             to: email.to.clone(),
             cc: email.cc.clone(),
             subject: email.subject.clone(),
-            message_id: delivered.as_ref().ok().cloned().or_else(|| email.message_id.clone()),
+            message_id: delivered
+                .as_ref()
+                .ok()
+                .cloned()
+                .or_else(|| email.message_id.clone()),
             result: delivered.as_ref().map(drop).map_err(describe_error),
         });
         delivered.map(drop)

@@ -2,9 +2,10 @@
 //!
 //! - `file://DIR`: one `.eml` file per email in the folder DIR, which is created when missing.
 //!   `file://outbox` is relative to the working folder, `file:///var/outbox` is absolute.
-//! - `smtp://[user:password@]host[:port][?tls=starttls|tls|none]`: STARTTLS, which must
-//!   succeed, on port 587 by default; `tls=tls` is TLS from the first byte (port 465), and
-//!   `tls=none` sends in plain text (port 25), for local test servers.
+//! - `smtp://[user:password@]host[:port][?tls=starttls|tls|none]`: STARTTLS by default, on
+//!   port 587, and the send fails when the server does not offer it. `tls=tls` is TLS from
+//!   the first byte (port 465). `tls=none` sends in plain text (port 25), for local test
+//!   servers.
 //! - `smtps://[user:password@]host[:port]`: TLS from the first byte, port 465 by default.
 //!
 //! The user name and password are percent-decoded. Credentials are refused without TLS
@@ -19,31 +20,36 @@ use anyhow::{Context, bail};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, Tokio1Executor};
-use url::Url;
 use percent_encoding::percent_decode_str;
+use url::Url;
 
 use super::CapturedEmail;
 
-/// Time limit for each SMTP command and for connecting. A server that has not answered in
+/// Time limit for each SMTP command and for connecting. A server that has not responded in
 /// this time is treated as unreachable, and the stage retries later.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub(super) enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    File { transport: AsyncFileTransport<Tokio1Executor>, folder: PathBuf },
+    File {
+        transport: AsyncFileTransport<Tokio1Executor>,
+        folder: PathBuf,
+    },
     Capture(Arc<Mutex<Vec<CapturedEmail>>>),
 }
 
 /// Builds the transport that `url` names. Creates the folder of a `file://` transport.
 pub(super) fn from_url(url: &str) -> anyhow::Result<Transport> {
-    let shown = redact(url);
+    let redacted = redact(url);
 
     // `file://outbox` would parse as a URL with the host `outbox`, so the path is taken as
     // written.
     if let Some(folder) = url.strip_prefix("file://") {
         if folder.is_empty() {
-            bail!("invalid mail transport `{shown}`: expected a folder after file://, as in file://outbox");
+            bail!(
+                "invalid mail transport `{redacted}`: expected a folder after file://, as in file://outbox"
+            );
         }
         let folder = PathBuf::from(folder);
         std::fs::create_dir_all(&folder)
@@ -52,13 +58,16 @@ pub(super) fn from_url(url: &str) -> anyhow::Result<Transport> {
         return Ok(Transport::File { transport, folder });
     }
 
-    let parsed = Url::parse(url).with_context(|| format!("invalid mail transport `{shown}`"))?;
-    smtp(&parsed).with_context(|| format!("invalid mail transport `{shown}`"))
+    let parsed = Url::parse(url).with_context(|| format!("invalid mail transport `{redacted}`"))?;
+    smtp(&parsed).with_context(|| format!("invalid mail transport `{redacted}`"))
 }
 
 fn smtp(url: &Url) -> anyhow::Result<Transport> {
     let host = match url.host_str() {
-        Some(host) if !host.is_empty() => host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        Some(host) if !host.is_empty() => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         _ => bail!("the host is missing, as in smtp://mail.example.com:587"),
     };
     if !matches!(url.path(), "" | "/") {
@@ -113,7 +122,10 @@ fn smtp(url: &Url) -> anyhow::Result<Transport> {
 }
 
 fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|address| address.is_loopback())
+    host == "localhost"
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// Percent-decodes URL user info. The error never contains the text, which may be a password.
@@ -128,7 +140,8 @@ fn decode(text: &str) -> anyhow::Result<String> {
 pub(super) fn redact(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
-            // Setting a password fails only for URLs that cannot have one, and this one has.
+            // `set_password` fails only on URLs that cannot carry credentials, and this one
+            // already carries a password.
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
