@@ -176,6 +176,11 @@ impl Harness {
         Outcome { result, calls: self.calls.take() }
     }
 
+    /// The stage runtime, for benchmarks that call it directly.
+    pub fn stage(&self) -> &StageRuntime {
+        &self.stage
+    }
+
     /// The database the plugin writes to, for checking its rows.
     pub fn database(&self) -> &Database {
         &self.database

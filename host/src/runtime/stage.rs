@@ -212,6 +212,12 @@ impl StageRuntime {
         StageFailure { kind: FailureKind::Trap, reason: format!("the plugin trapped: {error:#}") }
     }
 
+    /// Drop every idle instance, so the next call instantiates afresh. Benchmarks use this to
+    /// measure the cost of a fresh instance per message.
+    pub fn discard_idle(&self) {
+        self.idle.lock().expect("instance pool lock poisoned").clear();
+    }
+
     async fn checkout(&self) -> anyhow::Result<Instance> {
         let reused = self.idle.lock().expect("instance pool lock poisoned").pop();
         match reused {
