@@ -48,6 +48,7 @@ stages:
     plugin: {mailer}
     inputs: [stored-{suffix}]
     subscription: mailer
+    subscription_type: key_shared
     grants: [mail, database]
     dead_letter: dlq-{suffix}
     retry_topic: notify-retry-{suffix}
@@ -291,3 +292,39 @@ fn dedent(text: &str) -> String {
     text.lines().map(|l| if l.len() >= width { &l[width..] } else { l.trim_start() }).collect::<Vec<_>>().join("\n")
 }
 
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_movie_file_ends_in_exactly_one_place() {
+    let setup = Setup::new();
+    let pulsar = connect().await;
+    let records: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("data/movies.json")).unwrap()).unwrap();
+    assert_eq!(records.len(), 3201, "data/movies.json holds the whole dataset");
+    let records: Vec<(String, Vec<(String, String)>)> = records.iter().map(|r| (r.to_string(), Vec::new())).collect();
+    let (expected_stored, expected_dead) = reference_outcome(&records).await;
+
+    let log = setup.path("host.log");
+    let _host = Host::start(&setup.pipeline, &log);
+    produce(&pulsar, &setup.movies_topic, &records).await;
+
+    let pool = setup.database().await;
+    let outbox = setup.path("outbox");
+    wait_until(Duration::from_secs(600), &log, "every record stored or dead-lettered, and every email sent", || async {
+        let stored = count(&pool, "SELECT COUNT(*) FROM movies").await;
+        let dead = count(&pool, "SELECT COUNT(*) FROM dead_letters WHERE stage = 'store-movies'").await;
+        stored == expected_stored && dead == expected_dead && outbox_message_ids(&outbox).len() as i64 == stored
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM movies").await, expected_stored);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM dead_letters WHERE stage = 'store-movies'").await, expected_dead);
+    let ids = outbox_message_ids(&outbox);
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(ids.len() as i64, expected_stored, "one email per stored movie");
+    assert_eq!(distinct.len(), ids.len(), "no email sent twice");
+    let unexplained = count(&pool, "SELECT COUNT(*) FROM dead_letters WHERE reason IS NULL OR reason = ''").await;
+    assert_eq!(unexplained, 0, "every dead letter has a reason");
+}

@@ -8,6 +8,10 @@
 //!   consumer with backoff.
 //! - Negative acknowledgement redelivers at once and the redelivery count lives only in broker
 //!   memory, so retries go through a retry topic instead (see `worker`).
+//! - `check_connection` keeps one ping slot per shared connection, so checks from several
+//!   consumers cancel each other and drop the connection. Health comes from the consumer
+//!   stream instead: an error or its end marks the stage disconnected, a message marks it
+//!   connected again.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -32,13 +36,11 @@ pub enum Source {
     Pattern { regex: regex::Regex, namespace: String },
 }
 
-/// How often an idle loop checks its connection and whether breakers have closed.
+/// How often an idle loop checks for freed slots and closed breakers.
 const TICK: Duration = Duration::from_millis(500);
 /// First and longest wait before building a consumer again after the broker refused.
 const REBUILD_INITIAL: Duration = Duration::from_millis(500);
 const REBUILD_MAX: Duration = Duration::from_secs(10);
-/// How often the loop asks the broker whether its connection is alive.
-const CONNECTION_CHECK: Duration = Duration::from_secs(5);
 
 /// A message queued for an ordered lane, with the slot it holds and where to report it.
 pub type LaneItem = (Received, MessageIdData, OwnedSemaphorePermit, mpsc::UnboundedSender<Done>);
@@ -109,7 +111,6 @@ pub async fn run(
     tracing::info!(%stage, source = ?source, subscription = %ctx.config.subscription, "consumer started");
 
     let mut tick = tokio::time::interval(TICK);
-    let mut last_check = tokio::time::Instant::now();
     let mut pulling = !*shutdown.borrow();
     let mut grace_deadline: Option<tokio::time::Instant> = None;
 
@@ -147,13 +148,20 @@ pub async fn run(
             }
             next = consumer.next(), if can_pull => match next {
                 Some(Ok(message)) => {
-                    let permit = slots.clone().try_acquire_owned().expect("a slot is free when pulling");
+                    ctx.connected.store(true, Ordering::Relaxed);
+                    // The stage's other consumer shares `slots` and may have taken the last one
+                    // while this one waited for the message, so wait for a worker to finish.
+                    let permit = match slots.clone().try_acquire_owned() {
+                        Ok(permit) => permit,
+                        Err(_) => slots.clone().acquire_owned().await.expect("the stage's slot semaphore is never closed"),
+                    };
                     in_flight += 1;
                     ctx.counters.received.fetch_add(1, Ordering::Relaxed);
                     let (received, id) = detach(&message);
                     dispatch(&ctx, received, id, permit, lanes.as_deref(), done_tx.clone());
                 }
                 Some(Err(error)) => {
+                    ctx.connected.store(false, Ordering::Relaxed);
                     tracing::warn!(%stage, %error, "failed to receive a message");
                 }
                 None => {
@@ -169,16 +177,8 @@ pub async fn run(
                     }
                 }
             },
-            _ = tick.tick() => {
-                if last_check.elapsed() >= CONNECTION_CHECK {
-                    last_check = tokio::time::Instant::now();
-                    let alive = tokio::time::timeout(CONNECTION_CHECK, consumer.check_connection()).await;
-                    let alive = matches!(alive, Ok(Ok(())));
-                    if ctx.connected.swap(alive, Ordering::Relaxed) != alive {
-                        if alive { tracing::info!(%stage, "broker connection restored") } else { tracing::warn!(%stage, "broker connection lost") }
-                    }
-                }
-            }
+            // Wakes the loop so it notices freed slots and closed breakers.
+            _ = tick.tick() => {}
         }
     }
 
