@@ -93,7 +93,15 @@ stages:
     }
 
     async fn database(&self) -> sqlx::SqlitePool {
-        let url = format!("sqlite://{}", self.path("catalogue.db").display());
+        // The host creates the file when it starts; give it time to.
+        let file = self.path("catalogue.db");
+        for _ in 0..600 {
+            if file.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let url = format!("sqlite://{}", file.display());
         sqlx::SqlitePool::connect(&url).await.expect("open the pipeline's SQLite file")
     }
 }
