@@ -98,7 +98,15 @@ pub async fn run(pipeline: Pipeline, shutdown: watch::Receiver<bool>, grace: Dur
         prepared.push((stage.clone(), stage_runtime));
     }
 
-    let pulsar = connect_broker(&pipeline).await?;
+    // The client retries an unreachable broker with backoff; a shutdown signal ends the wait.
+    let mut stop = shutdown.clone();
+    let pulsar = tokio::select! {
+        pulsar = connect_broker(&pipeline) => pulsar?,
+        _ = stop.wait_for(|stop| *stop) => {
+            tracing::info!("shutdown before the broker answered; nothing was consumed");
+            return Ok(());
+        }
+    };
     let publisher = Publisher::new(&pulsar);
     let health = Arc::new(Health::default());
     if let Some(config) = &pipeline.health {
