@@ -260,8 +260,15 @@ impl SmtpSink {
 
     /// Starts the server on the reserved ports and waits until both accept connections.
     pub fn launch(&mut self) {
-        let python = repo_root().join(".cache/services/venv/bin/python");
-        assert!(python.exists(), "{} is missing; install the SMTP sink with `scripts/services start smtp`", python.display());
+        // scripts/test exports the Python of the sink's venv; without it, use the repository's cache.
+        let python = std::env::var_os("MAGNETAR_TEST_SMTP_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".cache/services/venv/bin/python"));
+        assert!(
+            python.exists(),
+            "{} is missing; install the SMTP sink with `scripts/services start smtp` and set MAGNETAR_TEST_SMTP_PYTHON to its venv's python",
+            python.display()
+        );
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open SMTP sink log");
         let child = Command::new(python)
             .arg(repo_root().join("scripts/smtp-sink.py"))
