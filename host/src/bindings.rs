@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use magnetar::stage::{config, database, log, mail, publish, types};
+pub use self::magnetar::stage::{config, database, log, mail, publish, types};

@@ -241,27 +241,7 @@ pub async fn produce_file(options: &ProduceOptions) -> anyhow::Result<Report> {
     // Read and key every record before connecting.
     let records = input::read_file(&options.file, format)?;
     let mut invalid = records.invalid;
-    let mut messages = Vec::with_capacity(records.valid.len());
-    for record in records.valid {
-        let key = match &options.key {
-            Some(source) => match source.key_for(&record.json) {
-                Ok(key) => Some(key),
-                Err(reason) => {
-                    invalid.push(Problem {
-                        position: record.position,
-                        reason,
-                    });
-                    continue;
-                }
-            },
-            None => None,
-        };
-        messages.push(publish::Outgoing {
-            position: record.position,
-            payload: record.json,
-            key,
-        });
-    }
+    let messages = key_records(records.valid, options.key.as_ref(), &mut invalid);
     invalid.sort_by_key(|problem| problem.position.line());
 
     let token = options.token.as_deref().filter(|token| !token.is_empty());
@@ -272,7 +252,7 @@ pub async fn produce_file(options: &ProduceOptions) -> anyhow::Result<Report> {
         %topic,
         messages = messages.len(),
         invalid = invalid.len(),
-        "producing"
+        "publishing records"
     );
 
     let sent = messages.len();
@@ -287,6 +267,12 @@ pub async fn produce_file(options: &ProduceOptions) -> anyhow::Result<Report> {
     if let Err(error) = producer.close().await {
         tracing::debug!(%topic, %error, "failed to close the producer");
     }
+    tracing::info!(
+        %topic,
+        confirmed = delivery.confirmed,
+        unconfirmed = delivery.unconfirmed.len(),
+        "published records"
+    );
 
     Ok(Report {
         topic,
@@ -295,6 +281,35 @@ pub async fn produce_file(options: &ProduceOptions) -> anyhow::Result<Report> {
         invalid,
         unconfirmed: delivery.unconfirmed,
     })
+}
+
+/// Builds the message of each record, with its key when `key` is given. A record whose key
+/// cannot be built is added to `invalid` instead.
+fn key_records(
+    records: Vec<input::Record>,
+    key: Option<&KeySource>,
+    invalid: &mut Vec<Problem>,
+) -> Vec<publish::Outgoing> {
+    let mut messages = Vec::with_capacity(records.len());
+    for record in records {
+        let message_key = match key.map(|source| source.key_for(&record.json)) {
+            None => None,
+            Some(Ok(text)) => Some(text),
+            Some(Err(reason)) => {
+                invalid.push(Problem {
+                    position: record.position,
+                    reason,
+                });
+                continue;
+            }
+        };
+        messages.push(publish::Outgoing {
+            position: record.position,
+            payload: record.json,
+            key: message_key,
+        });
+    }
+    messages
 }
 
 /// Returns the fully qualified form of a topic name, as Pulsar's clients expand it:
@@ -323,9 +338,8 @@ fn progress_bar(visible: bool, messages: usize) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
-    let style =
-        ProgressStyle::with_template("{wide_bar} {pos}/{len} messages ({per_sec}, {eta} left)")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style = ProgressStyle::with_template("{wide_bar} {pos}/{len} messages ({eta} left)")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     ProgressBar::with_draw_target(Some(messages as u64), ProgressDrawTarget::stderr())
         .with_style(style)
 }
