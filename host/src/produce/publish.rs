@@ -161,10 +161,10 @@ pub async fn send_all(
     }
 
     // Send the last, partly filled batch now instead of after `BATCH_DELAY`.
-    if settings.batching {
-        if let Err(error) = producer.send_batch().await {
-            tracing::debug!(%error, "failed to flush the last batch, so it is sent after its timeout");
-        }
+    if settings.batching
+        && let Err(error) = producer.send_batch().await
+    {
+        tracing::debug!(%error, "failed to flush the last batch, so it is sent after its timeout");
     }
     while let Some(receipt) = pending.next().await {
         settle(&mut delivery, receipt, progress);
