@@ -52,6 +52,8 @@ pub type Lanes = Arc<Vec<mpsc::UnboundedSender<LaneItem>>>;
 pub struct Done {
     topic: String,
     id: MessageIdData,
+    /// Broker publish time of the message, in milliseconds since the Unix epoch.
+    publish_time: u64,
     disposition: Disposition,
 }
 
@@ -139,7 +141,9 @@ pub async fn run(
                 if done.disposition == Disposition::Abandon {
                     ctx.counters.abandoned.fetch_add(1, Ordering::Relaxed);
                 }
-                for id in batches.finish(&done) {
+                let acked = batches.finish(&done);
+                ctx.counters.record_latency(done.publish_time, acked.len());
+                for id in acked {
                     if let Err(error) = consumer.ack_with_id(&done.topic, id).await {
                         // The broker redelivers what it did not record; workers are idempotent.
                         tracing::warn!(%stage, topic = %done.topic, %error, "failed to acknowledge a message; it will be redelivered");
@@ -212,10 +216,10 @@ fn dispatch(
 
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let topic = received.topic.clone();
+        let (topic, publish_time) = (received.topic.clone(), received.publish_time);
         let disposition = worker::process(&ctx, received).await;
         drop(permit);
-        let _ = done_tx.send(Done { topic, id, disposition });
+        let _ = done_tx.send(Done { topic, id, publish_time, disposition });
     });
 }
 
@@ -227,14 +231,14 @@ pub fn start_lanes(ctx: &Arc<StageContext>, count: usize) -> Lanes {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             while let Some((received, id, permit, done_tx)) = rx.recv().await {
-                let topic = received.topic.clone();
+                let (topic, publish_time) = (received.topic.clone(), received.publish_time);
                 let disposition = if *ctx.shutdown.borrow() {
                     Disposition::Abandon
                 } else {
                     worker::process(&ctx, received).await
                 };
                 drop(permit);
-                let _ = done_tx.send(Done { topic, id, disposition });
+                let _ = done_tx.send(Done { topic, id, publish_time, disposition });
             }
         });
         senders.push(tx);

@@ -1,24 +1,81 @@
-//! Health and metrics: shared counters, and the HTTP endpoint that serves them.
+//! Health and metrics: shared counters, and the HTTP endpoints that serve them
+//! (`/health` as JSON, `/metrics` in the Prometheus text format).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
+/// Largest latency the histogram tells apart (one hour, in microseconds); longer ones count
+/// as this value.
+const LATENCY_MAX_US: u64 = 3_600_000_000;
+
 /// Per-stage message counters.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StageCounters {
     pub received: AtomicU64,
     pub succeeded: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub abandoned: AtomicU64,
+    /// Time from broker publish to acknowledgement of each acknowledged message, in
+    /// microseconds, to two significant digits.
+    latency: Mutex<Histogram<u64>>,
+    latency_sum_us: AtomicU64,
+}
+
+impl Default for StageCounters {
+    fn default() -> Self {
+        Self {
+            received: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            latency: Mutex::new(Histogram::new_with_bounds(1, LATENCY_MAX_US, 2).expect("valid histogram bounds")),
+            latency_sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl StageCounters {
+    /// Record `count` acknowledged messages published at `publish_time_ms`. The broker's
+    /// publish time has millisecond resolution, so each value may be up to 1 ms too long.
+    pub fn record_latency(&self, publish_time_ms: u64, count: usize) {
+        if count == 0 || publish_time_ms == 0 {
+            return;
+        }
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_micros() as u64)
+            .unwrap_or(0);
+        let latency_us = now_us.saturating_sub(publish_time_ms * 1000).clamp(1, LATENCY_MAX_US);
+        let count = count as u64;
+        self.latency_sum_us.fetch_add(latency_us * count, Ordering::Relaxed);
+        let mut histogram = self.latency.lock().expect("latency lock poisoned");
+        histogram.saturating_record_n(latency_us, count);
+    }
+
+    fn latency_snapshot(&self) -> LatencySnapshot {
+        let histogram = self.latency.lock().expect("latency lock poisoned");
+        LatencySnapshot {
+            count: histogram.len(),
+            sum_us: self.latency_sum_us.load(Ordering::Relaxed),
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            max: histogram.max(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -29,6 +86,19 @@ struct StageSnapshot {
     dead_lettered: u64,
     abandoned: u64,
     connected: bool,
+    /// End-to-end latency (broker publish to acknowledgement) in microseconds.
+    latency_us: LatencySnapshot,
+}
+
+#[derive(Debug, Serialize)]
+struct LatencySnapshot {
+    count: u64,
+    #[serde(skip)]
+    sum_us: u64,
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    max: u64,
 }
 
 #[derive(Default)]
@@ -62,6 +132,7 @@ impl Health {
                     dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
                     abandoned: counters.abandoned.load(Ordering::Relaxed),
                     connected,
+                    latency_us: counters.latency_snapshot(),
                 },
             );
         }
@@ -82,9 +153,62 @@ async fn health_report(State(health): State<Arc<Health>>) -> (StatusCode, Json<R
     (code, Json(Report { status, stages }))
 }
 
-/// Serve `GET /health` (503 while any stage's consumers are disconnected from the broker).
+async fn metrics_report(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let (_, stages) = health.snapshot();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus_text(&stages))
+}
+
+/// Render the counters in the Prometheus text exposition format.
+fn prometheus_text(stages: &BTreeMap<String, StageSnapshot>) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP magnetar_messages_total Messages per stage, by what became of them.\n");
+    out.push_str("# TYPE magnetar_messages_total counter\n");
+    for (name, stage) in stages {
+        let stage_label = escape_label(name);
+        for (outcome, value) in [
+            ("received", stage.received),
+            ("succeeded", stage.succeeded),
+            ("retried", stage.retried),
+            ("dead_lettered", stage.dead_lettered),
+            ("abandoned", stage.abandoned),
+        ] {
+            let _ = writeln!(out, "magnetar_messages_total{{stage=\"{stage_label}\",outcome=\"{outcome}\"}} {value}");
+        }
+    }
+    out.push_str("# HELP magnetar_stage_connected 1 while the stage's consumers are connected to the broker.\n");
+    out.push_str("# TYPE magnetar_stage_connected gauge\n");
+    for (name, stage) in stages {
+        let _ = writeln!(out, "magnetar_stage_connected{{stage=\"{}\"}} {}", escape_label(name), u8::from(stage.connected));
+    }
+    out.push_str("# HELP magnetar_end_to_end_latency_seconds Time from broker publish to acknowledgement.\n");
+    out.push_str("# TYPE magnetar_end_to_end_latency_seconds summary\n");
+    for (name, stage) in stages {
+        let stage_label = escape_label(name);
+        let latency = &stage.latency_us;
+        for (quantile, value) in [("0.5", latency.p50), ("0.9", latency.p90), ("0.99", latency.p99)] {
+            let _ = writeln!(
+                out,
+                "magnetar_end_to_end_latency_seconds{{stage=\"{stage_label}\",quantile=\"{quantile}\"}} {}",
+                value as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "magnetar_end_to_end_latency_seconds_sum{{stage=\"{stage_label}\"}} {}", latency.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "magnetar_end_to_end_latency_seconds_count{{stage=\"{stage_label}\"}} {}", latency.count);
+    }
+    out
+}
+
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serve `GET /health` (503 while any stage's consumers are disconnected from the broker)
+/// and `GET /metrics`.
 pub async fn serve(listen: SocketAddr, health: Arc<Health>, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    let app = axum::Router::new().route("/health", get(health_report)).with_state(health);
+    let app = axum::Router::new()
+        .route("/health", get(health_report))
+        .route("/metrics", get(metrics_report))
+        .with_state(health);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|error| anyhow::anyhow!("failed to listen on {listen} for the health endpoint: {error}; change `health.listen` in pipeline.yaml"))?;
@@ -96,4 +220,34 @@ pub async fn serve(listen: SocketAddr, health: Arc<Health>, shutdown: tokio::syn
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_text_has_counters_and_latency_per_stage() {
+        let health = Health::default();
+        let (counters, connected) = health.register("store \"movies\"");
+        counters.received.fetch_add(3, Ordering::Relaxed);
+        counters.succeeded.fetch_add(2, Ordering::Relaxed);
+        connected.store(true, Ordering::Relaxed);
+        let published_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            - 20;
+        counters.record_latency(published_ms, 2);
+
+        let (_, stages) = health.snapshot();
+        let text = prometheus_text(&stages);
+        let label = r#"stage="store \"movies\"""#;
+        assert!(text.contains(&format!("magnetar_messages_total{{{label},outcome=\"received\"}} 3")), "{text}");
+        assert!(text.contains(&format!("magnetar_messages_total{{{label},outcome=\"succeeded\"}} 2")), "{text}");
+        assert!(text.contains(&format!("magnetar_stage_connected{{{label}}} 1")), "{text}");
+        assert!(text.contains(&format!("magnetar_end_to_end_latency_seconds_count{{{label}}} 2")), "{text}");
+        let p50 = stages["store \"movies\""].latency_us.p50;
+        assert!((20_000..1_000_000).contains(&p50), "20 ms old messages gave p50 {p50} µs");
+    }
 }

@@ -1,6 +1,6 @@
 //! mailer: sends one email per stored record, for the "stored" events that db-writer
-//! publishes. The `notifications` table remembers what was sent. A failure between the send
-//! and that record sends a second copy on retry, with the same Message-ID.
+//! publishes. The `notifications` table remembers what was sent. A host crash between the
+//! send and that record sends a second copy on redelivery, with the same Message-ID.
 //!
 //! Layout:
 //! - `config`: the stage's `config` section (recipients and templates)
@@ -54,13 +54,23 @@ impl Guest for Mailer {
             .map_err(Failure::Permanent)?;
 
         let outcome = notify::notify(&HostDatabase, &HostMail, &event.id, &email)?;
-        let text = match outcome {
-            Outcome::Sent => "notification sent",
-            Outcome::AlreadySent => "notification already sent, not sending again",
+        let (level, text) = match &outcome {
+            Outcome::Sent => (Level::Info, "notification sent".to_string()),
+            Outcome::AlreadySent => (
+                Level::Info,
+                "notification already sent, not sending again".to_string(),
+            ),
+            Outcome::SentNotRecorded(reason) => (
+                Level::Warn,
+                format!(
+                    "notification sent, but {reason}; the row stays 'pending', and a later \
+                     copy of this event would send the email again"
+                ),
+            ),
         };
         log::write(
-            Level::Info,
-            text,
+            level,
+            &text,
             &[
                 ("id".to_string(), event.id),
                 ("email_message_id".to_string(), message_id),

@@ -2,8 +2,13 @@
 //!
 //! Per record key: a row in state 'sent' means done. Otherwise the row is created (or its
 //! attempt counter raised) in state 'pending', the email is sent, and the row becomes
-//! 'sent'. A crash or a database failure after the send leaves the row 'pending', so the
-//! redelivery sends the email again, with the same Message-ID.
+//! 'sent'.
+//!
+//! Between the send and marking the row 'sent' two things can go wrong:
+//! - The database fails. The email is out, so the message counts as handled: a retry would
+//!   only send a copy. The row stays 'pending' and the stage logs a warning.
+//! - The host dies. The redelivery finds the row 'pending' and sends the email again, with
+//!   the same Message-ID, so a receiving system can drop the copy.
 //!
 //! NOTE: two copies of the same event handled at the same moment by two instances can both
 //! find the row 'pending' and both send. Copies exist when db-writer published the event
@@ -26,10 +31,12 @@ pub trait Mailer {
     fn send(&self, email: &Email) -> Result<(), MailError>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Sent,
     AlreadySent,
+    /// Sent, but marking the row 'sent' failed for the given reason.
+    SentNotRecorded(String),
 }
 
 /// Returns a Message-ID that is the same for every send for `record_key`: the SHA-256 of
@@ -67,17 +74,14 @@ pub fn notify(
         "UPDATE notifications SET state = 'sent', sent_at = {} WHERE record_key = ?",
         utc_now_sql(db.backend())
     );
-    db.execute(&mark_sent, &[text(record_key)])
-        .map_err(|error| match database_failure(record_key, error) {
-            Failure::Transient(reason) => Failure::Transient(format!(
-                "the email was sent, but {reason}; the retry sends it again with the same \
-                 Message-ID"
-            )),
-            Failure::Permanent(reason) => {
-                Failure::Permanent(format!("the email was sent, but {reason}"))
-            }
-        })?;
-    Ok(Outcome::Sent)
+    match db.execute(&mark_sent, &[text(record_key)]) {
+        Ok(_) => Ok(Outcome::Sent),
+        Err(error) => {
+            let (Failure::Transient(reason) | Failure::Permanent(reason)) =
+                database_failure(record_key, error);
+            Ok(Outcome::SentNotRecorded(reason))
+        }
+    }
 }
 
 enum State {
