@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +14,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hdrhistogram::Histogram;
+use pulsar::{Pulsar, TokioExecutor};
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// Largest latency the histogram tells apart (one hour, in microseconds); longer ones count
 /// as this value.
@@ -101,9 +104,41 @@ struct LatencySnapshot {
     max: u64,
 }
 
-#[derive(Default)]
 pub struct Health {
     stages: Mutex<BTreeMap<String, (Arc<StageCounters>, Arc<AtomicBool>)>>,
+    /// Whether the last broker probe got an answer.
+    broker_reachable: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self { stages: Mutex::default(), broker_reachable: AtomicBool::new(true) }
+    }
+}
+
+/// How often `probe_broker` asks the broker, and how long it waits for the answer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(3);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Ask the broker for the owner of `topic` every few seconds until shutdown, and record
+/// whether it answered. Consumers alone cannot tell: while the client reconnects in the
+/// background their streams neither end nor fail, they just go quiet.
+pub async fn probe_broker(pulsar: Pulsar<TokioExecutor>, topic: String, health: Arc<Health>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, pulsar.lookup_topic(topic.clone())).await, Ok(Ok(_)));
+        let was = health.broker_reachable.swap(answered, Ordering::Relaxed);
+        if was != answered {
+            if answered {
+                tracing::info!("broker answers again");
+            } else {
+                tracing::warn!(timeout = ?PROBE_TIMEOUT, "broker did not answer a topic lookup; reporting unhealthy");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
 }
 
 impl Health {
@@ -118,7 +153,7 @@ impl Health {
 
     fn snapshot(&self) -> (bool, BTreeMap<String, StageSnapshot>) {
         let stages = self.stages.lock().expect("health lock poisoned");
-        let mut healthy = true;
+        let mut healthy = self.broker_reachable.load(Ordering::Relaxed);
         let mut out = BTreeMap::new();
         for (name, (counters, connected)) in stages.iter() {
             let connected = connected.load(Ordering::Relaxed);
@@ -143,6 +178,7 @@ impl Health {
 #[derive(Serialize)]
 struct Report {
     status: &'static str,
+    broker: &'static str,
     stages: BTreeMap<String, StageSnapshot>,
 }
 
@@ -150,17 +186,22 @@ async fn health_report(State(health): State<Arc<Health>>) -> (StatusCode, Json<R
     let (healthy, stages) = health.snapshot();
     let (code, status) =
         if healthy { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "unavailable") };
-    (code, Json(Report { status, stages }))
+    let broker = if health.broker_reachable.load(Ordering::Relaxed) { "reachable" } else { "unreachable" };
+    (code, Json(Report { status, broker, stages }))
 }
 
 async fn metrics_report(State(health): State<Arc<Health>>) -> impl IntoResponse {
     let (_, stages) = health.snapshot();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus_text(&stages))
+    let broker_reachable = health.broker_reachable.load(Ordering::Relaxed);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus_text(broker_reachable, &stages))
 }
 
 /// Render the counters in the Prometheus text exposition format.
-fn prometheus_text(stages: &BTreeMap<String, StageSnapshot>) -> String {
+fn prometheus_text(broker_reachable: bool, stages: &BTreeMap<String, StageSnapshot>) -> String {
     let mut out = String::new();
+    out.push_str("# HELP magnetar_broker_reachable 1 while the broker answers the host's periodic topic lookup.\n");
+    out.push_str("# TYPE magnetar_broker_reachable gauge\n");
+    let _ = writeln!(out, "magnetar_broker_reachable {}", u8::from(broker_reachable));
     out.push_str("# HELP magnetar_messages_total Messages per stage, by what became of them.\n");
     out.push_str("# TYPE magnetar_messages_total counter\n");
     for (name, stage) in stages {
@@ -202,9 +243,9 @@ fn escape_label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Serve `GET /health` (503 while any stage's consumers are disconnected from the broker)
-/// and `GET /metrics`.
-pub async fn serve(listen: SocketAddr, health: Arc<Health>, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+/// Serve `GET /health` (503 while the broker does not answer or any stage's consumers are
+/// disconnected from it) and `GET /metrics`.
+pub async fn serve(listen: SocketAddr, health: Arc<Health>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/health", get(health_report))
         .route("/metrics", get(metrics_report))
@@ -241,7 +282,7 @@ mod tests {
         counters.record_latency(published_ms, 2);
 
         let (_, stages) = health.snapshot();
-        let text = prometheus_text(&stages);
+        let text = prometheus_text(true, &stages);
         let label = r#"stage="store \"movies\"""#;
         assert!(text.contains(&format!("magnetar_messages_total{{{label},outcome=\"received\"}} 3")), "{text}");
         assert!(text.contains(&format!("magnetar_messages_total{{{label},outcome=\"succeeded\"}} 2")), "{text}");

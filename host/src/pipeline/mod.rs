@@ -109,6 +109,9 @@ pub async fn run(pipeline: Pipeline, shutdown: watch::Receiver<bool>, grace: Dur
     };
     let publisher = Publisher::new(&pulsar);
     let health = Arc::new(Health::default());
+    if let Some(stage) = pipeline.stages.first() {
+        tokio::spawn(health::probe_broker(pulsar.clone(), stage.retry_topic.clone(), health.clone(), shutdown.clone()));
+    }
     if let Some(config) = &pipeline.health {
         let server = health::serve(config.listen, health.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -172,7 +175,14 @@ pub async fn run(pipeline: Pipeline, shutdown: watch::Receiver<bool>, grace: Dur
 /// Connect to the broker named in the pipeline, with token authentication when configured.
 pub async fn connect_broker(pipeline: &Pipeline) -> anyhow::Result<Pulsar<TokioExecutor>> {
     let url = pipeline.broker.url.expose().to_string();
-    let mut builder = Pulsar::builder(url.clone(), TokioExecutor);
+    // The default backoff grows to 30 s, so after a broker restart the client could wait
+    // that long before it tries again; 2 s resumes within seconds of the broker's return.
+    let retry = pulsar::ConnectionRetryOptions {
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut builder = Pulsar::builder(url.clone(), TokioExecutor).with_connection_retry_options(retry);
     if let Some(token) = &pipeline.broker.token {
         builder = builder.with_auth(Authentication { name: "token".to_string(), data: token.expose().as_bytes().to_vec() });
     }

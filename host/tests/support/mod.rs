@@ -14,7 +14,11 @@ pub fn broker_url() -> String {
 }
 
 pub async fn connect() -> Pulsar<TokioExecutor> {
-    let url = broker_url();
+    connect_to(&broker_url()).await
+}
+
+pub async fn connect_to(url: &str) -> Pulsar<TokioExecutor> {
+    let url = url.to_string();
     match tokio::time::timeout(Duration::from_secs(20), Pulsar::builder(url.clone(), TokioExecutor).build()).await {
         Ok(Ok(pulsar)) => pulsar,
         Ok(Err(error)) => {
@@ -419,4 +423,173 @@ fn newest_postgres_bin() -> PathBuf {
     versions.sort();
     let version = versions.last().expect("no PostgreSQL under /usr/lib/postgresql; install it with `scripts/services start postgres`");
     PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"))
+}
+
+/// A second Pulsar standalone broker on free ports with a data folder of its own, run by
+/// `scripts/pulsar-standalone` from the same downloaded distribution as the shared broker, so
+/// a test can stop and restart it without disturbing other tests. Stopped when dropped.
+pub struct PrivateBroker {
+    pub port: u16,
+    pub http_port: u16,
+    bookie_port: u16,
+    conf_extra: String,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateBroker {
+    /// Starts the broker with `conf_extra` ("key=value" lines) added to its configuration.
+    pub fn start(conf_extra: &str) -> PrivateBroker {
+        let broker = PrivateBroker {
+            port: free_port(),
+            http_port: free_port(),
+            bookie_port: free_port(),
+            conf_extra: conf_extra.to_string(),
+            dir: tempfile::tempdir().expect("temp dir for the private broker"),
+        };
+        broker.script("start", false);
+        broker
+    }
+
+    pub fn url(&self) -> String {
+        format!("pulsar://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker with SIGTERM, as an operator's restart would.
+    pub fn stop(&self) {
+        self.script("stop", true);
+    }
+
+    /// Starts the broker again on the same ports, with the topics and ledgers it had.
+    pub fn resume(&self) {
+        self.script("start", true);
+    }
+
+    fn script(&self, command: &str, keep_data: bool) {
+        let output = Command::new(repo_root().join("scripts/pulsar-standalone"))
+            .arg(command)
+            .env("PULSAR_INSTANCE_DIR", self.dir.path())
+            .env("PULSAR_PORT", self.port.to_string())
+            .env("PULSAR_HTTP_PORT", self.http_port.to_string())
+            .env("PULSAR_BOOKIE_PORT", self.bookie_port.to_string())
+            .env("PULSAR_CONF_EXTRA", &self.conf_extra)
+            .env("PULSAR_KEEP_DATA", if keep_data { "1" } else { "0" })
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/pulsar-standalone");
+        assert!(
+            output.status.success(),
+            "scripts/pulsar-standalone {command} for a private broker failed (it needs the distribution that \
+             `scripts/pulsar-standalone start` downloads):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/pulsar-standalone"))
+            .arg("stop")
+            .env("PULSAR_INSTANCE_DIR", self.dir.path())
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+/// A private MariaDB server on a free port with a data folder of its own, so a test can
+/// crash it and start it again. Killed when dropped.
+pub struct PrivateMariadb {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    server: std::sync::Mutex<Option<Child>>,
+}
+
+impl PrivateMariadb {
+    pub fn start() -> PrivateMariadb {
+        let dir = tempfile::tempdir().expect("temp dir for MariaDB");
+        let port = free_port();
+        let data = dir.path().join("data");
+        let config = format!(
+            "[mariadbd]\nuser = root\ndatadir = {data}\nsocket = {dir}/mariadbd.sock\npid-file = {dir}/mariadbd.pid\n\
+             bind-address = 127.0.0.1\nport = {port}\nlog-error = {dir}/server.log\nskip-name-resolve\n\
+             character-set-server = utf8mb4\ncollation-server = utf8mb4_unicode_ci\n\
+             [client]\nsocket = {dir}/mariadbd.sock\n",
+            data = data.display(),
+            dir = dir.path().display(),
+        );
+        std::fs::write(dir.path().join("my.cnf"), config).expect("write my.cnf");
+        let output = Command::new(sbin_tool("mariadb-install-db"))
+            .arg(format!("--defaults-file={}", dir.path().join("my.cnf").display()))
+            .arg(format!("--datadir={}", data.display()))
+            .arg("--skip-test-db")
+            .output()
+            .expect("run mariadb-install-db; install MariaDB with `scripts/services start mariadb`");
+        assert!(output.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&output.stderr));
+
+        let server = PrivateMariadb { port, dir, server: std::sync::Mutex::new(None) };
+        server.resume();
+        let output = Command::new("mariadb")
+            .arg(format!("--defaults-file={}", server.dir.path().join("my.cnf").display()))
+            .args(["--user=root", "--execute"])
+            .arg(
+                "CREATE DATABASE magnetar CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci; \
+                 CREATE USER 'magnetar'@'127.0.0.1' IDENTIFIED BY 'magnetar'; \
+                 GRANT ALL PRIVILEGES ON magnetar.* TO 'magnetar'@'127.0.0.1';",
+            )
+            .output()
+            .expect("run mariadb");
+        assert!(output.status.success(), "creating the test user failed: {}", String::from_utf8_lossy(&output.stderr));
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://magnetar:magnetar@127.0.0.1:{}/magnetar", self.port)
+    }
+
+    /// Starts the server on its port and data folder, and waits until it accepts connections.
+    pub fn resume(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("stdout.log"))
+            .expect("open the MariaDB output log");
+        let child = Command::new(sbin_tool("mariadbd"))
+            .arg(format!("--defaults-file={}", self.dir.path().join("my.cnf").display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start mariadbd; install MariaDB with `scripts/services start mariadb`");
+        *self.server.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !port_open(self.port) {
+            assert!(
+                Instant::now() < deadline,
+                "the private MariaDB did not open port {} within 60 s; see {}",
+                self.port,
+                self.dir.path().join("server.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.server.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Path of a server tool that Debian installs in /usr/sbin, which some environments leave
+/// out of PATH.
+fn sbin_tool(name: &str) -> PathBuf {
+    let sbin = Path::new("/usr/sbin").join(name);
+    if sbin.exists() { sbin } else { PathBuf::from(name) }
 }
