@@ -1,5 +1,6 @@
-//! Per-message overhead of the wasm runtime: one call of a guest that returns at once, on a
-//! reused instance and on a fresh instance per message, plus a db-writer call on SQLite.
+//! Per-message overhead of the wasm runtime: one call of the no-op guest (what the host pays
+//! to hand a message to a component), calls of a guest that returns at once on a reused
+//! instance and on a fresh instance per message, plus a db-writer call on SQLite.
 //!
 //! Run with `scripts/build-plugins && cargo bench -p magnetar --bench runtime`.
 
@@ -19,6 +20,14 @@ fn plugin(file: &str) -> PathBuf {
 
 fn runtime_overhead(c: &mut Criterion) {
     let tokio = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let noop = tokio.block_on(async { Harness::builder(plugin("noop.wasm")).build().await.expect("load no-op guest") });
+    let movie_sized = Harness::message(vec![b'x'; 400]);
+    c.bench_function("call_noop_reused_instance", |b| {
+        b.to_async(&tokio).iter(|| async {
+            noop.stage().handle(&movie_sized).await.expect("ok");
+        })
+    });
+
     let hostile = tokio.block_on(async {
         Harness::builder(plugin("hostile.wasm")).grants(["publish"]).build().await.expect("load hostile guest")
     });

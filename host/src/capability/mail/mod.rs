@@ -124,13 +124,10 @@ impl Mailer {
                 .await
                 .map(drop)
                 .map_err(|error| classify_smtp(error, &self.url))?,
-            Transport::File { transport, folder } => {
-                transport.send(message).await.map(drop).map_err(|error| {
-                    let cause = error
-                        .source()
-                        .map_or_else(|| error.to_string(), ToString::to_string);
+            Transport::File { folder } => {
+                write_eml(folder, &message.formatted()).await.map_err(|error| {
                     Error::ConnectionFailure(format!(
-                        "writing the email to the outbox folder `{}` failed: {cause}",
+                        "writing the email to the outbox folder `{}` failed: {error}",
                         folder.display()
                     ))
                 })?
@@ -174,6 +171,21 @@ impl Mailer {
             Transport::Capture(_) => true,
         }
     }
+}
+
+/// Writes one email into `folder` as `<time>-<pid>-<counter>.eml`: first under a hidden
+/// temporary name, then renamed, so readers of the folder only ever see whole emails.
+async fn write_eml(folder: &std::path::Path, raw: &[u8]) -> std::io::Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{nanos}-{}-{count}.eml", std::process::id());
+    let temporary = folder.join(format!(".{name}.tmp"));
+    tokio::fs::write(&temporary, raw).await?;
+    tokio::fs::rename(&temporary, folder.join(name)).await
 }
 
 /// Creates and removes a file in `folder`.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, Tokio1Executor};
 use percent_encoding::percent_decode_str;
 use url::Url;
 
@@ -32,10 +32,9 @@ pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub(super) enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    File {
-        transport: AsyncFileTransport<Tokio1Executor>,
-        folder: PathBuf,
-    },
+    /// One `.eml` file per email, written under a temporary name and then renamed, so a
+    /// crash never leaves half an email in the folder.
+    File { folder: PathBuf },
     Capture(Arc<Mutex<Vec<CapturedEmail>>>),
 }
 
@@ -54,8 +53,7 @@ pub(super) fn from_url(url: &str) -> anyhow::Result<Transport> {
         let folder = PathBuf::from(folder);
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("creating the outbox folder `{}` failed", folder.display()))?;
-        let transport = AsyncFileTransport::<Tokio1Executor>::new(&folder);
-        return Ok(Transport::File { transport, folder });
+        return Ok(Transport::File { folder });
     }
 
     let parsed = Url::parse(url).with_context(|| format!("invalid mail transport `{redacted}`"))?;
