@@ -373,8 +373,9 @@ def latency(broker, system, args, work):
     if system in ("movies", "native"):
         # The notify stage subscribes once its topic exists; give it a moment.
         time.sleep(2)
-    log(f"{system}: producing {args.latency_messages} records at {args.rate}/s")
-    broker.produce_at_rate(run.topic, movie_payloads(args.latency_messages, run.topic), args.rate)
+    rate = args.pipeline_rate if system in ("movies", "native") else args.rate
+    log(f"{system}: producing {args.latency_messages} records at {rate}/s")
+    broker.produce_at_rate(run.topic, movie_payloads(args.latency_messages, run.topic), rate)
     wait_for("the latency run to finish", lambda: drained(broker, run, args.latency_messages), 300, run)
     time.sleep(1.5)  # the stats files are rewritten every second
     p50, p99 = run.latency()
@@ -402,7 +403,10 @@ def main():
     parser.add_argument("--pipeline-messages", type=int, default=20_000,
                         help="backlog size for the throughput runs of movies and native")
     parser.add_argument("--latency-messages", type=int, default=5_000)
-    parser.add_argument("--rate", type=int, default=500, help="messages per second in the latency runs")
+    parser.add_argument("--rate", type=int, default=500,
+                        help="messages per second in the latency runs of plain, noop and functions")
+    parser.add_argument("--pipeline-rate", type=int, default=200,
+                        help="messages per second in the latency runs of movies and native")
     parser.add_argument("--soak", type=int, default=0, help="messages for the noop throughput run instead of --messages")
     parser.add_argument("--noop-parallelism", type=int, default=8)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds a throughput run may take")

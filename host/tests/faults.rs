@@ -1,9 +1,9 @@
 //! Fault scenarios for the movie pipeline under `magnetar run`, against the real broker.
 //! The faults are SIGKILL of the host (also while a Python client's batches arrive), SMTP
 //! replies 4xx and 5xx, dropped SMTP connections, an SMTP server that is down, PostgreSQL
-//! and MariaDB down longer than the retry budget, a broker restart, an idle spell longer
-//! than the broker's keep-alive, and messages that trap or time out on every attempt across
-//! host restarts. Each scenario checks that every record ends stored once with one email, or
+//! and MariaDB down longer than the retry budget, SQLite write-locked by another process, a
+//! broker restart, an idle spell longer than the broker's keep-alive, and messages that
+//! trap or time out on every attempt across host restarts. Each scenario checks that every record ends stored once with one email, or
 //! dead-lettered once, and prints a `fault-table|...` row that `scripts/fault-tests` collects.
 
 mod support;
@@ -786,6 +786,65 @@ async fn database_down_pauses_stages(server: &impl OutageDatabase, db: Db, scena
     assert!(kinds.is_empty(), "only records at fault are dead-lettered, none because of the outage: {kinds:?}");
     assert_eq!(tally.notify_dead, 0, "no email dead-lettered because of the outage");
     assert!(setup.log_text("host.log").contains("backend answers again"), "the database breaker closed");
+}
+
+/// A SQLite file whose write lock another process takes while the database is "down", so
+/// that every write of the host fails with SQLITE_BUSY until the lock is released.
+struct SqliteLockHolder {
+    dir: tempfile::TempDir,
+    holder: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl SqliteLockHolder {
+    fn new() -> SqliteLockHolder {
+        SqliteLockHolder { dir: tempfile::tempdir().expect("temp dir"), holder: std::sync::Mutex::new(None) }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("catalogue.db")
+    }
+}
+
+impl OutageDatabase for SqliteLockHolder {
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path().display())
+    }
+
+    /// Starts a Python process that takes the write lock, and waits until it holds it.
+    fn stop(&self) {
+        use std::io::BufRead;
+        let script = "import sqlite3, sys, time\n\
+                      db = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                      db.execute('BEGIN IMMEDIATE')\n\
+                      print('locked', flush=True)\n\
+                      time.sleep(3600)\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(self.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start python3 to hold the SQLite write lock");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read from python3");
+        assert_eq!(line.trim(), "locked", "python3 did not take the write lock of {}", self.path().display());
+        *self.holder.lock().unwrap() = Some(child);
+    }
+
+    /// Ends the process, which releases the lock.
+    fn resume(&self) {
+        if let Some(mut child) = self.holder.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_write_lock_pauses_stages_without_dead_letters() {
+    let holder = SqliteLockHolder::new();
+    let db = Db::Sqlite(holder.path());
+    database_down_pauses_stages(&holder, db, "sqlite write-locked 8 s").await;
+    holder.resume();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,7 +22,8 @@ async fn sqlite_connect_creates_wal_file() {
     let rows = db.query("PRAGMA foreign_keys", vec![]).await.unwrap();
     assert_row(Backend::Sqlite, &rows.rows[0], &[Value::Integer(1)]);
     let rows = db.query("PRAGMA busy_timeout", vec![]).await.unwrap();
-    assert_row(Backend::Sqlite, &rows.rows[0], &[Value::Integer(5000)]);
+    let busy_ms = magnetar::capability::database::SQLITE_BUSY_TIMEOUT.as_millis() as i64;
+    assert_row(Backend::Sqlite, &rows.rows[0], &[Value::Integer(busy_ms)]);
 }
 
 #[tokio::test]

@@ -18,7 +18,9 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long SQLite waits for another connection's write lock before it returns SQLITE_BUSY.
 /// A write transaction of a stage takes milliseconds, so this covers a long queue of them.
-pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Shorter than the default stage timeout of 5 s, so that a stage gets the typed error, and
+/// the pipeline pauses, before the call times out and spends an attempt.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// MySQL and MariaDB session mode. Strict mode turns a value that is too long or invalid
 /// into an error, where the non-strict default truncates it or stores zero with a warning.

@@ -231,7 +231,7 @@ impl Database {
     /// breaker calls this to learn when the database is back.
     pub async fn ping(&self) -> Result<(), Error> {
         let pinged = match &self.pool {
-            Pool::Sqlite(pool) => ping(pool).await,
+            Pool::Sqlite(pool) => ping_sqlite(pool).await,
             Pool::MySql(pool) => ping(pool).await,
             Pool::Postgres(pool) => ping(pool).await,
         };
@@ -276,6 +276,16 @@ fn backend_folder(backend: Backend) -> &'static str {
 async fn ping<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Result<(), sqlx::Error> {
     let mut connection = pool.acquire().await?;
     connection.ping().await
+}
+
+/// Checks that SQLite answers and that its write lock can be taken: another process that
+/// holds the lock makes every write fail with SQLITE_BUSY, so the database counts as down
+/// until it lets go.
+async fn ping_sqlite(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
+    let mut connection = pool.acquire().await?;
+    connection.ping().await?;
+    let transaction = connection.begin_with("BEGIN IMMEDIATE").await?;
+    transaction.rollback().await
 }
 
 fn column_names<C: Column>(columns: &[C]) -> Vec<String> {
