@@ -261,7 +261,9 @@ stages:
             sys.exit(f"bench: {self.system} exited with status {self.process.returncode}; log {self.log_path}:\n{tail}")
 
     def stop(self):
-        if self.process and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=60)
@@ -325,7 +327,14 @@ def throughput(broker, system, args, work):
     broker.produce_backlog(run.topic, movie_payloads(count, run.topic))
     initial = broker.backlog(run.topic, run.subscription)
     run.start()
+    try:
+        return measure_throughput(broker, run, count, initial, args)
+    finally:
+        run.stop()
 
+
+def measure_throughput(broker, run, count, initial, args):
+    system = run.system
     rss_samples = []
     started = None
     deadline = time.monotonic() + args.timeout
@@ -345,12 +354,10 @@ def throughput(broker, system, args, work):
             rss_samples.append((round(done, 3), rss))
             last_sample = now
         if now > deadline:
-            run.stop()
             sys.exit(f"bench: {system}: not finished after {args.timeout} s; log {run.log_path}")
         time.sleep(0.1)
 
     rss, hwm, cpu = proc_status(run.process.pid)
-    run.stop()
     seconds = finished - started
     result = {
         "messages": count,
@@ -369,6 +376,14 @@ def latency(broker, system, args, work):
     run = Run(system, args, work, expect=args.latency_messages)
     broker.create_subscription(run.topic, run.subscription)
     run.start()
+    try:
+        return measure_latency(broker, run, args)
+    finally:
+        run.stop()
+
+
+def measure_latency(broker, run, args):
+    system = run.system
     wait_for("the consumer to connect", lambda: broker.consumers(run.topic, run.subscription) > 0, 120, run)
     if system in ("movies", "native"):
         # The notify stage subscribes once its topic exists; give it a moment.
@@ -379,7 +394,6 @@ def latency(broker, system, args, work):
     wait_for("the latency run to finish", lambda: drained(broker, run, args.latency_messages), 300, run)
     time.sleep(1.5)  # the stats files are rewritten every second
     p50, p99 = run.latency()
-    run.stop()
     log(f"{system}: p50 {p50} µs, p99 {p99} µs")
     return {"p50_us": p50, "p99_us": p99}
 

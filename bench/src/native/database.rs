@@ -1,4 +1,5 @@
-//! The SQLite pool, opened with Magnetar's settings, and the classification of its errors.
+//! The SQLite pool, opened with Magnetar's settings, the classification of its errors, and
+//! the conversion of db-writer's values to statement parameters and back.
 
 use std::path::Path;
 use std::str::FromStr as _;
@@ -7,14 +8,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::Migrator;
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous, SqliteValueRef,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous, SqliteValueRef,
 };
 use sqlx::{Decode, Row as _, Sqlite, TypeInfo as _, ValueRef as _};
 
-use super::record::Value;
 use super::stage::Failure;
+use db_writer::bindings::magnetar::stage::database::Value;
 
 /// Pool size: Magnetar's default when pipeline.yaml sets no `database.max_connections`.
 const MAX_CONNECTIONS: u32 = 8;
@@ -107,45 +109,31 @@ pub fn read_value(row: &SqliteRow, index: usize) -> Result<Value, sqlx::Error> {
         "INTEGER" => Value::Integer(decode(raw)?),
         "REAL" => Value::Real(decode(raw)?),
         "TEXT" => Value::Text(decode(raw)?),
+        "BLOB" => Value::Blob(decode(raw)?),
         other => {
             return Err(sqlx::Error::Decode(
-                format!("column {index} holds a {other} value; movies has no such column").into(),
+                format!("column {index} has the unknown storage class {other}").into(),
             ));
         }
     };
     Ok(value)
 }
 
+/// Binds `value` as the next parameter of `query`.
+pub fn bind<'q>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    value: &'q Value,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    match value {
+        Value::Null => query.bind(None::<String>),
+        Value::Integer(number) => query.bind(*number),
+        Value::Real(number) => query.bind(*number),
+        Value::Text(text) => query.bind(text.as_str()),
+        Value::Blob(bytes) => query.bind(bytes.as_slice()),
+    }
+}
+
 /// Decodes a value as its storage class, without sqlx's check of the declared column type.
 fn decode<'r, T: Decode<'r, Sqlite>>(raw: SqliteValueRef<'r>) -> Result<T, sqlx::Error> {
     T::decode(raw).map_err(sqlx::Error::Decode)
-}
-
-/// Relative tolerance for comparing reals, as db-writer compares them.
-const REAL_TOLERANCE: f64 = 1e-9;
-
-/// Returns whether the `stored` value is the same as the `new` one. An integer and a real
-/// of the same number are the same, because SQLite may return either from a REAL column.
-pub fn same_value(new: &Value, stored: &Value) -> bool {
-    match (new, stored) {
-        (Value::Null, Value::Null) => true,
-        (Value::Integer(a), Value::Integer(b)) => a == b,
-        (Value::Text(a), Value::Text(b)) => a == b,
-        (new, stored) => match (as_number(new), as_number(stored)) {
-            (Some(a), Some(b)) => {
-                let scale = a.abs().max(b.abs()).max(1.0);
-                (a - b).abs() <= REAL_TOLERANCE * scale
-            }
-            _ => false,
-        },
-    }
-}
-
-fn as_number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Integer(number) => Some(*number as f64),
-        Value::Real(number) => Some(*number),
-        Value::Text(text) => text.trim().parse().ok(),
-        Value::Null => None,
-    }
 }

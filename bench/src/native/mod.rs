@@ -4,24 +4,24 @@
 //! - `store`: the store-movies stage (consumes the input, subscription `db-writer`, Shared).
 //! - `notify`: the notify stage (consumes the stored events, subscription `mailer`,
 //!   Key_Shared).
-//! - `record`, `date`: the movie payload as a row of `movies`.
+//! - `config`: pipeline.yaml's store-movies config, which db-writer parses.
 //! - `database`: the SQLite pool with Magnetar's settings.
 //! - `stage`, `batches`, `publish`: the consumer loop, acknowledgement after the broker's
 //!   receipts, retries in place, and dead letters.
 //!
 //! The work per message is the plugins': the same statements, database round trips,
 //! emails and log lines, each message acknowledged only after its stored event or dead
-//! letter is confirmed. Three things differ. The mapping and templates are compiled in,
-//! while the plugins parse their config on every message. Transient failures are retried
-//! in place instead of through a retry topic, so there is no retry consumer. And there is
-//! no dead-letter logging stage, no circuit breaker and no health endpoint.
+//! letter is confirmed. The store stage calls db-writer's own functions, natively. Three
+//! things differ. The store config is parsed once at start and the mail templates are
+//! compiled in, while the plugins parse their config on every message. Transient failures
+//! are retried in place instead of through a retry topic, so there is no retry consumer.
+//! And there is no dead-letter logging stage, no circuit breaker and no health endpoint.
 
 mod batches;
+mod config;
 mod database;
-mod date;
 mod notify;
 mod publish;
-mod record;
 mod stage;
 mod store;
 
@@ -92,6 +92,7 @@ pub struct NativeArgs {
 
 /// Runs both stages until `shutdown` turns true.
 pub async fn run(args: NativeArgs, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let store_config = config::store_movies()?;
     let db = database::connect(&args.database, &args.migrations).await?;
     let notify = Notify::new(db.clone(), &args.outbox)?;
     let pulsar = broker::connect(&args.broker).await?;
@@ -100,7 +101,7 @@ pub async fn run(args: NativeArgs, shutdown: watch::Receiver<bool>) -> anyhow::R
 
     let store_stage = Arc::new(Stage {
         name: "store-movies",
-        handler: StoreMovies::new(db.clone()),
+        handler: StoreMovies::new(db.clone(), store_config),
         output: Some(stored.clone()),
         dead_letter: dead_letters.clone(),
         retry: STORE_RETRY,

@@ -1,54 +1,45 @@
 //! store-movies: insert each movie into `movies`, idempotently, and return the stored event.
 //!
-//! The database round trips are db-writer's: one INSERT, and only when it violates the
-//! primary key, one SELECT of the stored row to tell a redelivery (same values, a success)
-//! from a conflict (other values, a permanent failure).
+//! The payload parsing, conversion, key, statements and comparison are db-writer's own
+//! functions, called natively. The database round trips are db-writer's too: one INSERT, and
+//! only when it violates the primary key, one SELECT of the stored row to tell a redelivery
+//! (same values, a success) from a conflict (other values, a permanent failure). They go
+//! through sqlx instead of the host's database capability.
 
+use db_writer::compare::same_value;
+use db_writer::config::Config;
+use db_writer::record::{self, Row};
+use db_writer::store::{Outcome, insert_statement, select_statement, show};
 use pulsar::producer::Message as Outbound;
 use sqlx::sqlite::SqlitePool;
 
-use super::database::{self, same_value};
-use super::record::{self, COLUMNS, KEY_COLUMN, Row, TABLE, Value};
+use super::database;
 use super::stage::{Failure, Handler};
 use crate::broker::Received;
 
 pub struct StoreMovies {
     db: SqlitePool,
+    config: Config,
     insert: String,
     select: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Inserted,
-    /// An equal row was already stored, by an earlier delivery of the same record.
-    AlreadyStored,
-}
-
 impl StoreMovies {
-    pub fn new(db: SqlitePool) -> StoreMovies {
-        let names: Vec<&str> = COLUMNS.iter().map(|column| column.name).collect();
-        let placeholders = vec!["?"; names.len() + 1].join(", ");
-        let insert = format!(
-            "INSERT INTO {TABLE} ({KEY_COLUMN}, {}) VALUES ({placeholders})",
-            names.join(", ")
-        );
-        let select = format!(
-            "SELECT {} FROM {TABLE} WHERE {KEY_COLUMN} = ?",
-            names.join(", ")
-        );
-        StoreMovies { db, insert, select }
+    pub fn new(db: SqlitePool, config: Config) -> StoreMovies {
+        let insert = insert_statement(&config);
+        let select = select_statement(&config);
+        StoreMovies {
+            db,
+            config,
+            insert,
+            select,
+        }
     }
 
     async fn store(&self, row: &Row) -> Result<Outcome, Failure> {
         let mut insert = sqlx::query(&self.insert).bind(row.key.as_str());
         for value in &row.values {
-            insert = match value {
-                Value::Null => insert.bind(None::<String>),
-                Value::Integer(number) => insert.bind(*number),
-                Value::Real(number) => insert.bind(*number),
-                Value::Text(text) => insert.bind(text.as_str()),
-            };
+            insert = database::bind(insert, value);
         }
 
         match insert.execute(&self.db).await {
@@ -68,6 +59,7 @@ impl StoreMovies {
         row: &Row,
         violation: &sqlx::Error,
     ) -> Result<Outcome, Failure> {
+        let table = &self.config.table;
         let action = format!("reading back the record with key {:?}", row.key);
         let stored = sqlx::query(&self.select)
             .bind(row.key.as_str())
@@ -78,14 +70,14 @@ impl StoreMovies {
         // No row under this key means that another unique constraint rejected the insert.
         let Some(stored) = stored else {
             return Err(Failure::Permanent(format!(
-                "a unique constraint of table {TABLE} rejected the record with key {:?}, although \
+                "a unique constraint of table {table} rejected the record with key {:?}, although \
                  no record with that key is stored: {violation}",
                 row.key
             )));
         };
 
         let mut differences = Vec::new();
-        for (index, (column, new)) in COLUMNS.iter().zip(&row.values).enumerate() {
+        for (index, (column, new)) in self.config.columns.iter().zip(&row.values).enumerate() {
             let old = database::read_value(&stored, index)
                 .map_err(|error| database::failure(&action, error))?;
             if !same_value(new, &old) {
@@ -101,46 +93,39 @@ impl StoreMovies {
             return Ok(Outcome::AlreadyStored);
         }
         Err(Failure::Permanent(format!(
-            "conflict: a different record with key {:?} is already stored in table {TABLE} \
+            "conflict: a different record with key {:?} is already stored in table {table} \
              (differs in: {})",
             row.key,
             differences.join("; ")
         )))
+    }
+
+    /// Returns the payload of the stored event that db-writer publishes:
+    /// `{"id": <key>, "table": <table>, "record": {<column>: <value>, ...}}`.
+    fn stored_event(&self, row: &Row) -> Vec<u8> {
+        let event = serde_json::json!({
+            "id": row.key,
+            "table": self.config.table,
+            "record": record::record_json(&self.config, &row.values),
+        });
+        event.to_string().into_bytes()
     }
 }
 
 impl Handler for StoreMovies {
     async fn handle(&self, message: &Received) -> Result<Option<Outbound>, Failure> {
         let object = record::parse_payload(&message.payload).map_err(Failure::Permanent)?;
-        let row = record::build_row(&object).map_err(Failure::Permanent)?;
+        let row = record::build_row(&self.config, &object).map_err(Failure::Permanent)?;
         let outcome = self.store(&row).await?;
 
         // db-writer logs each stored record at info level, and so does this stage.
-        let outcome = match outcome {
-            Outcome::Inserted => "inserted",
-            Outcome::AlreadyStored => "already stored",
-        };
-        tracing::info!(stage = "store-movies", table = TABLE, id = %row.key, outcome, message_id = %message.message_id_text(), "record stored");
+        tracing::info!(stage = "store-movies", table = %self.config.table, id = %row.key, outcome = outcome.as_str(), message_id = %message.message_id_text(), "record stored");
 
         let event = Outbound {
-            payload: record::stored_event(&row),
+            payload: self.stored_event(&row),
             partition_key: Some(row.key),
             ..Default::default()
         };
         Ok(Some(event))
-    }
-}
-
-/// Formats a value for a conflict message, shortening text to 40 characters.
-fn show(value: &Value) -> String {
-    const MAX_CHARS: usize = 40;
-    match value {
-        Value::Null => "null".to_string(),
-        Value::Integer(number) => number.to_string(),
-        Value::Real(number) => number.to_string(),
-        Value::Text(text) if text.chars().count() > MAX_CHARS => {
-            format!("{:?}...", text.chars().take(MAX_CHARS).collect::<String>())
-        }
-        Value::Text(text) => format!("{text:?}"),
     }
 }

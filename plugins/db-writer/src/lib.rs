@@ -14,17 +14,17 @@
 //!
 //! Imports: database, publish, log, config.
 
-mod compare;
-mod config;
+pub mod compare;
+pub mod config;
 mod date;
-mod record;
-mod store;
+pub mod record;
+pub mod store;
 #[cfg(test)]
 mod testing;
 
 // The generated export shim takes the message as 15 flat core-wasm arguments.
 #[allow(clippy::too_many_arguments)]
-mod bindings {
+pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         world: "stage",

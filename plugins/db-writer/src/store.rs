@@ -98,7 +98,7 @@ fn compare_with_stored(
     )))
 }
 
-fn insert_statement(config: &Config) -> String {
+pub fn insert_statement(config: &Config) -> String {
     let names: Vec<&str> = config
         .columns
         .iter()
@@ -113,7 +113,7 @@ fn insert_statement(config: &Config) -> String {
     )
 }
 
-fn select_statement(config: &Config) -> String {
+pub fn select_statement(config: &Config) -> String {
     let names: Vec<&str> = config
         .columns
         .iter()
@@ -128,7 +128,7 @@ fn select_statement(config: &Config) -> String {
 }
 
 /// Formats a value for a conflict message, shortening long text.
-fn show(value: &Value) -> String {
+pub fn show(value: &Value) -> String {
     const MAX_CHARS: usize = 40;
     match value {
         Value::Null => "null".to_string(),
