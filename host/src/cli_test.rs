@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::capability::CapabilityCall;
+use crate::config::Grant;
 use crate::harness::Harness;
 
 #[derive(clap::Args)]
@@ -18,8 +19,9 @@ pub struct TestArgs {
     /// The stage's `config` section, as YAML or JSON.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Interfaces to grant; repeat for several. Default: database, mail and publish.
-    #[arg(long = "grant")]
+    /// Interfaces to grant (database, mail, publish); repeat for several. Default: all three.
+    /// log and config are always granted.
+    #[arg(long = "grant", value_parser = parse_grant)]
     grants: Vec<String>,
     /// Database URL. Default: a fresh SQLite file.
     #[arg(long)]
@@ -32,6 +34,18 @@ pub struct TestArgs {
     json: bool,
 }
 
+fn parse_grant(name: &str) -> Result<String, String> {
+    match Grant::parse(name) {
+        Some(grant) => Ok(grant.interface_name().to_owned()),
+        None => {
+            let known: Vec<&str> = Grant::ALL.iter().map(|grant| grant.interface_name()).collect();
+            Err(format!("unknown interface `{name}`; expected one of {}", known.join(", ")))
+        }
+    }
+}
+
+/// Runs every message through the plugin and prints what happened. Exits 1 when any
+/// message failed, so scripts and CI can use it as a test.
 pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let payloads = read_messages(&args.input)?;
     let mut builder = Harness::builder(&args.plugin);
@@ -79,7 +93,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!("{failed} message(s) failed");
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn describe(call: &CapabilityCall) -> String {
@@ -100,7 +114,10 @@ fn describe(call: &CapabilityCall) -> String {
             let result = result.as_ref().map(|()| "held".to_string()).unwrap_or_else(|error| format!("error {error}"));
             format!("publish: output {output} key {key:?} payload {payload} -> {result}")
         }
-        CapabilityCall::Log { level, message, fields } => format!("log {level}: {message} {fields:?}"),
+        CapabilityCall::Log { level, message, fields } => {
+            let fields: Vec<String> = fields.iter().map(|(key, value)| format!("{key}={value:?}")).collect();
+            format!("log {level}: {message} {}", fields.join(" "))
+        }
     }
 }
 
@@ -110,13 +127,24 @@ fn read_messages(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
     if let Ok(serde_json::Value::Array(items)) = serde_json::from_slice(&bytes) {
         return Ok(items.into_iter().map(|item| item.to_string().into_bytes()).collect());
     }
+    // A file that opens like a JSON array but does not parse is a mistake, not one payload.
+    if bytes.trim_ascii_start().starts_with(b"[") && std::str::from_utf8(&bytes).is_ok_and(|text| !is_json_lines(text)) {
+        let error = serde_json::from_slice::<serde_json::Value>(&bytes).err().map(|e| e.to_string()).unwrap_or_default();
+        anyhow::bail!("{} starts like a JSON array but is not valid JSON: {error}; fix it, or use JSON Lines", path.display());
+    }
     if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
         return Ok(vec![bytes]);
     }
     let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
-    if !lines.is_empty() && lines.iter().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()) {
-        return Ok(lines.into_iter().map(|line| line.as_bytes().to_vec()).collect());
+    if is_json_lines(&text) {
+        let lines = text.lines().filter(|line| !line.trim().is_empty());
+        return Ok(lines.map(|line| line.as_bytes().to_vec()).collect());
     }
     Ok(vec![bytes])
+}
+
+/// Returns whether `text` has at least one non-blank line and each of them is a JSON value.
+fn is_json_lines(text: &str) -> bool {
+    let mut lines = text.lines().filter(|line| !line.trim().is_empty()).peekable();
+    lines.peek().is_some() && lines.all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok())
 }

@@ -99,9 +99,12 @@ impl HarnessBuilder {
         let runtime = Runtime::new(Runtime::default_cache_dir())?;
         let component = runtime.load_component(&self.plugin)?;
 
-        let database_url = match self.database_url {
-            Some(url) => url,
-            None => format!("sqlite://{}", fresh_sqlite_path().display()),
+        let (database_url, fresh_database) = match self.database_url {
+            Some(url) => (url, None),
+            None => {
+                let path = fresh_sqlite_path();
+                (format!("sqlite://{}", path.display()), Some(path))
+            }
         };
         let database = Database::connect(&database_url, 4).await?;
         if let Some(dir) = &self.migrations {
@@ -125,7 +128,7 @@ impl HarnessBuilder {
         let calls = CallLog::default();
         let stage = StageRuntime::new(&runtime, &component, spec, backends, Some(calls.clone()))?;
 
-        Ok(Harness { _runtime: runtime, stage, calls, database, mailer, next_id: AtomicU64::new(1) })
+        Ok(Harness { _runtime: runtime, stage, calls, database, mailer, next_id: AtomicU64::new(1), fresh_database })
     }
 }
 
@@ -136,6 +139,20 @@ pub struct Harness {
     database: Database,
     mailer: Mailer,
     next_id: AtomicU64,
+    /// The SQLite file the harness created, removed with the harness.
+    fresh_database: Option<PathBuf>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(path) = &self.fresh_database {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
 }
 
 impl Harness {

@@ -76,6 +76,8 @@ stages:
     plugin: {mailer}
     inputs: [fault-stored-{suffix}]
     subscription: mailer
+    # As in pipeline.yaml: copies of one event go to one handler at a time.
+    subscription_type: key_shared
     grants: [mail, database]
     dead_letter: fault-dlq-{suffix}
     retry_topic: fault-notify-retry-{suffix}

@@ -258,7 +258,7 @@ async fn sigterm_mid_stream_loses_and_duplicates_nothing() {
     assert!(stored > stored_before, "the second host continued the work");
 
     // The reference: the same records through the db-writer alone, without a broker.
-    let expected = reference_outcome(&records).await;
+    let expected = reference_stored_and_dead(&records).await;
     assert_eq!((stored, dead), expected, "(stored, dead-lettered) matches a run without interruption");
 
     let ids = outbox_message_ids(&setup.path("outbox"));
@@ -271,36 +271,6 @@ async fn sigterm_mid_stream_loses_and_duplicates_nothing() {
     assert_eq!(distinct_dead, dead, "no record dead-lettered twice");
 }
 
-/// Stored rows and dead letters when `records` go through the db-writer one by one.
-async fn reference_outcome(records: &[(String, Vec<(String, String)>)]) -> (i64, i64) {
-    let config: serde_json::Value = serde_saphyr::from_str(&dedent(&db_writer_config_yaml())).expect("db-writer config");
-    let harness = magnetar::harness::Harness::builder(plugin("db_writer.wasm"))
-        .config(config)
-        .migrations(repo_root().join("migrations"))
-        .build()
-        .await
-        .expect("harness");
-    let mut dead = 0;
-    for (payload, _) in records {
-        let outcome = harness.handle(magnetar::harness::Harness::message(payload.clone().into_bytes())).await;
-        if outcome.result.is_err() {
-            dead += 1;
-        }
-    }
-    let rows = harness.database().query("SELECT COUNT(*) FROM movies", Vec::new()).await.expect("count rows");
-    let stored = match rows.rows[0][0] {
-        magnetar::bindings::database::Value::Integer(n) => n,
-        ref other => panic!("unexpected count {other:?}"),
-    };
-    (stored, dead)
-}
-
-fn dedent(text: &str) -> String {
-    let width = text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
-    text.lines().map(|l| if l.len() >= width { &l[width..] } else { l.trim_start() }).collect::<Vec<_>>().join("\n")
-}
-
-
 #[tokio::test(flavor = "multi_thread")]
 async fn full_movie_file_ends_in_exactly_one_place() {
     let setup = Setup::new();
@@ -309,7 +279,7 @@ async fn full_movie_file_ends_in_exactly_one_place() {
         serde_json::from_str(&std::fs::read_to_string(repo_root().join("data/movies.json")).unwrap()).unwrap();
     assert_eq!(records.len(), 3201, "data/movies.json holds the whole dataset");
     let records: Vec<(String, Vec<(String, String)>)> = records.iter().map(|r| (r.to_string(), Vec::new())).collect();
-    let (expected_stored, expected_dead) = reference_outcome(&records).await;
+    let (expected_stored, expected_dead) = reference_stored_and_dead(&records).await;
 
     let log = setup.path("host.log");
     let _host = Host::start(&setup.pipeline, &log);

@@ -53,7 +53,7 @@ pub use model::{
     StageInputs, SubscriptionType,
 };
 pub use secret::{Secret, SecretUrl};
-pub use topic::{DEFAULT_NAMESPACE, TopicPattern};
+pub use topic::{DEFAULT_NAMESPACE, TopicPattern, expand_topic};
 
 /// Reads and validates the pipeline file at `path`, taking `${VAR}` values from the process
 /// environment.

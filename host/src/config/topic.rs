@@ -27,7 +27,7 @@ pub struct TopicPattern {
 /// `movies` becomes `persistent://public/default/movies`, `tenant/ns/movies` becomes
 /// `persistent://tenant/ns/movies`, and names with a `persistent://` or `non-persistent://`
 /// scheme are kept.
-pub(crate) fn expand_topic(name: &str) -> Result<String, (String, String)> {
+pub fn expand_topic(name: &str) -> Result<String, (String, String)> {
     let invalid = |reason: String| {
         Err((
             format!("invalid topic name `{name}`: {reason}"),

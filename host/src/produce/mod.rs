@@ -25,7 +25,6 @@ pub use input::{Format, Position, Problem};
 pub use key::{KeySource, KeyTemplate};
 pub use publish::{BATCH_DELAY, BATCH_MAX_BYTES, BATCH_SIZE};
 
-use crate::config::DEFAULT_NAMESPACE;
 
 /// Broker URL used when neither `--broker` nor `MAGNETAR_BROKER` is set.
 pub const DEFAULT_BROKER: &str = "pulsar://127.0.0.1:6650";
@@ -312,26 +311,10 @@ fn key_records(
     messages
 }
 
-/// Returns the fully qualified form of a topic name, as Pulsar's clients expand it:
-/// `movies` becomes `persistent://public/default/movies` and `tenant/namespace/movies`
-/// becomes `persistent://tenant/namespace/movies`. A name with a scheme is returned as it is,
-/// and the broker checks it.
+/// Returns the fully qualified form of a topic name, expanded the way pipeline.yaml expands
+/// it (see [`crate::config::expand_topic`]).
 pub fn full_topic_name(topic: &str) -> anyhow::Result<String> {
-    if topic.contains("://") {
-        return Ok(topic.to_owned());
-    }
-    let segments: Vec<&str> = topic.split('/').collect();
-    if segments.iter().any(|segment| segment.is_empty()) {
-        bail!("invalid topic name `{topic}`: a part between `/` is empty");
-    }
-    match segments.len() {
-        1 => Ok(format!("persistent://{DEFAULT_NAMESPACE}/{topic}")),
-        3 => Ok(format!("persistent://{topic}")),
-        _ => bail!(
-            "invalid topic name `{topic}`: write `movies`, `tenant/namespace/movies` or \
-             `persistent://tenant/namespace/movies`"
-        ),
-    }
+    crate::config::expand_topic(topic).map_err(|(problem, hint)| anyhow::anyhow!("{problem}; {hint}"))
 }
 
 fn progress_bar(visible: bool, messages: usize) -> ProgressBar {
