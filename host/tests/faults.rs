@@ -2,8 +2,9 @@
 //! The faults are SIGKILL of the host (also while a Python client's batches arrive), SMTP
 //! replies 4xx and 5xx, dropped SMTP connections, an SMTP server that is down, PostgreSQL
 //! and MariaDB down longer than the retry budget, SQLite write-locked by another process, a
-//! broker restart, an idle spell longer than the broker's keep-alive, and messages that
-//! trap or time out on every attempt across host restarts. Each scenario checks that every record ends stored once with one email, or
+//! broker restart, an idle spell longer than the broker's keep-alive, messages that trap or
+//! time out on every attempt across host restarts, and a plugin that reports its config
+//! invalid. Each scenario checks that every record ends stored once with one email, or
 //! dead-lettered once, and prints a `fault-table|...` row that `scripts/fault-tests` collects.
 
 mod support;
@@ -847,6 +848,61 @@ async fn sqlite_write_lock_pauses_stages_without_dead_letters() {
     let db = Db::Sqlite(holder.path());
     database_down_pauses_stages(&holder, db, "sqlite write-locked 8 s").await;
     holder.resume();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misconfigured_stage_pauses_without_dead_letters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let suffix = unique_suffix();
+    let topic = format!("fault-misconfigured-{suffix}");
+    let port = free_port();
+    let yaml = format!(
+        r#"
+broker:
+  url: {broker}
+health:
+  listen: "127.0.0.1:{port}"
+stages:
+  - name: broken
+    plugin: {hostile}
+    inputs: [{topic}]
+    subscription: broken
+    outputs: {{ default: fault-misconfigured-out-{suffix} }}
+    grants: [publish]
+    dead_letter: fault-misconfigured-dlq-{suffix}
+    retry_topic: fault-misconfigured-retry-{suffix}
+    retry: {{ max_attempts: 2, initial_backoff: 100ms, max_backoff: 100ms }}
+"#,
+        broker = broker_url(),
+        hostile = plugin("hostile.wasm").display(),
+    );
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(&pipeline, yaml).expect("write pipeline.yaml");
+    let pulsar = connect().await;
+    let messages: Vec<(String, Vec<(String, String)>)> = (0..3).map(|_| ("misconfigured".to_string(), Vec::new())).collect();
+    produce(&pulsar, &topic, &messages).await;
+
+    let log = dir.path().join("host.log");
+    let _host = Host::start(&pipeline, &log);
+    let report = || -> serde_json::Value {
+        let body = http_request(port, "GET", "/health", "").map(|(_, body)| body).unwrap_or_default();
+        serde_json::from_str(&body).unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(60), &log, "GET /health to name the stage's problem", || async {
+        matches!(http_request(port, "GET", "/health", ""), Ok((503, _))) && report()["stages"]["broken"]["problem"].is_string()
+    })
+    .await;
+    // Many times the retry budget (2 attempts, 100 ms backoff).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let stage = &report()["stages"]["broken"];
+    assert_eq!(stage["problem"], "asked to report a broken config", "{stage}");
+    assert_eq!(stage["dead_lettered"], 0, "nothing dead-lettered: {stage}");
+    assert_eq!(stage["retried"], 0, "no attempt spent: {stage}");
+    assert_eq!(stage["succeeded"], 0, "{stage}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(text.matches("the stage's config is invalid").count(), 1, "the problem is logged once");
+    print_fault_row("plugin reports its config invalid", messages.len(), 0, 0, 0, 0, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

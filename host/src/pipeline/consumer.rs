@@ -128,7 +128,7 @@ pub async fn run(
                 break;
             }
         }
-        let can_pull = pulling && slots.available_permits() > 0 && !ctx.breakers_open();
+        let can_pull = pulling && slots.available_permits() > 0 && !ctx.breakers_open() && !ctx.counters.has_problem();
 
         tokio::select! {
             biased;

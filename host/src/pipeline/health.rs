@@ -34,6 +34,8 @@ pub struct StageCounters {
     /// microseconds, to two significant digits.
     latency: Mutex<Histogram<u64>>,
     latency_sum_us: AtomicU64,
+    /// Why the stage cannot work at all (its plugin reported its config invalid), if so.
+    problem: Mutex<Option<String>>,
 }
 
 impl Default for StageCounters {
@@ -46,11 +48,25 @@ impl Default for StageCounters {
             abandoned: AtomicU64::new(0),
             latency: Mutex::new(Histogram::new_with_bounds(1, LATENCY_MAX_US, 2).expect("valid histogram bounds")),
             latency_sum_us: AtomicU64::new(0),
+            problem: Mutex::new(None),
         }
     }
 }
 
 impl StageCounters {
+    /// Records why the stage cannot work. Returns true when this is news, so the caller
+    /// logs it once.
+    pub fn set_problem(&self, reason: &str) -> bool {
+        let mut problem = self.problem.lock().expect("problem lock poisoned");
+        let news = problem.as_deref() != Some(reason);
+        *problem = Some(reason.to_string());
+        news
+    }
+
+    pub fn has_problem(&self) -> bool {
+        self.problem.lock().expect("problem lock poisoned").is_some()
+    }
+
     /// Record `count` acknowledged messages published at `publish_time_ms`. The broker's
     /// publish time has millisecond resolution, so each value may be up to 1 ms too long.
     pub fn record_latency(&self, publish_time_ms: u64, count: usize) {
@@ -89,6 +105,9 @@ struct StageSnapshot {
     dead_lettered: u64,
     abandoned: u64,
     connected: bool,
+    /// Why the stage is paused for good, such as an invalid `config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
     /// End-to-end latency (broker publish to acknowledgement) in microseconds.
     latency_us: LatencySnapshot,
 }
@@ -157,7 +176,8 @@ impl Health {
         let mut out = BTreeMap::new();
         for (name, (counters, connected)) in stages.iter() {
             let connected = connected.load(Ordering::Relaxed);
-            healthy &= connected;
+            let problem = counters.problem.lock().expect("problem lock poisoned").clone();
+            healthy &= connected && problem.is_none();
             out.insert(
                 name.clone(),
                 StageSnapshot {
@@ -167,6 +187,7 @@ impl Health {
                     dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
                     abandoned: counters.abandoned.load(Ordering::Relaxed),
                     connected,
+                    problem,
                     latency_us: counters.latency_snapshot(),
                 },
             );
@@ -243,8 +264,8 @@ fn escape_label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Serve `GET /health` (503 while the broker does not answer or any stage's consumers are
-/// disconnected from it) and `GET /metrics`.
+/// Serve `GET /health` (503 while the broker does not answer, any stage's consumers are
+/// disconnected from it, or a stage has a problem) and `GET /metrics`.
 pub async fn serve(listen: SocketAddr, health: Arc<Health>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/health", get(health_report))

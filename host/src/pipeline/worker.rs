@@ -62,6 +62,10 @@ impl StageContext {
     }
 }
 
+/// How often a message of a misconfigured stage is tried again. The config cannot change
+/// without a restart, but a plugin may also depend on something outside it.
+const MISCONFIGURED_RECHECK: Duration = Duration::from_secs(10);
+
 /// Process one message to the end and say whether it may be acknowledged.
 pub async fn process(ctx: &StageContext, received: Received) -> Disposition {
     let stage = ctx.config.name.as_str();
@@ -97,6 +101,20 @@ pub async fn process(ctx: &StageContext, received: Received) -> Disposition {
 
     loop {
         match ctx.runtime.handle(&message).await {
+            Err(failure) if failure.kind == FailureKind::Misconfigured => {
+                if ctx.counters.set_problem(&failure.reason) {
+                    tracing::error!(
+                        stage,
+                        reason = %failure.reason,
+                        "the stage's config is invalid; the stage pauses and its messages wait in the \
+                         subscription; fix `config` in pipeline.yaml and restart"
+                    );
+                }
+                if !sleep_unless_stopping(ctx, MISCONFIGURED_RECHECK).await {
+                    return Disposition::Abandon;
+                }
+                continue;
+            }
             Ok(published) => {
                 if !publish_all(ctx, &received, published).await {
                     return Disposition::Abandon;

@@ -56,6 +56,8 @@ pub enum FailureKind {
     Trap,
     /// The guest tried to grow its memory past the stage's limit.
     MemoryLimit,
+    /// The guest reported its stage `config` invalid: the stage pauses until restarted.
+    Misconfigured,
 }
 
 impl FailureKind {
@@ -67,6 +69,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Trap => "trap",
             FailureKind::MemoryLimit => "memory-limit",
+            FailureKind::Misconfigured => "misconfigured",
         }
     }
 
@@ -181,6 +184,7 @@ impl StageRuntime {
                 Err(match failure {
                     Failure::Transient(reason) => StageFailure { kind: FailureKind::Transient, reason },
                     Failure::Permanent(reason) => StageFailure { kind: FailureKind::Permanent, reason },
+                    Failure::Misconfigured(reason) => StageFailure { kind: FailureKind::Misconfigured, reason },
                 })
             }
             // The instance is dropped in these arms: after a trap or a cancelled call its state

@@ -46,11 +46,11 @@ struct DbWriter;
 
 impl Guest for DbWriter {
     fn handle(message: Message) -> Result<(), Failure> {
-        // A broken config is the operator's fault, not the message's. A transient failure
-        // keeps the messages waiting in the subscription until the stage runs with a fixed config.
+        // A broken config is the operator's fault, not the message's: the host pauses the
+        // stage and the messages wait in the subscription until it runs with a fixed config.
         let config = Config::parse(&host_config::get_json()).map_err(|error| {
             log::write(Level::Error, &error, &[]);
-            Failure::Transient(error)
+            Failure::Misconfigured(error)
         })?;
 
         let object = record::parse_payload(&message.payload).map_err(Failure::Permanent)?;

@@ -40,11 +40,11 @@ struct Mailer;
 
 impl Guest for Mailer {
     fn handle(message: Message) -> Result<(), Failure> {
-        // A broken config is the operator's fault, not the message's. A transient failure
-        // keeps the messages waiting in the subscription until the stage runs with a fixed config.
+        // A broken config is the operator's fault, not the message's: the host pauses the
+        // stage and the messages wait in the subscription until it runs with a fixed config.
         let config = Config::parse(&host_config::get_json()).map_err(|error| {
             log::write(Level::Error, &error, &[]);
-            Failure::Transient(error)
+            Failure::Misconfigured(error)
         })?;
 
         let event = StoredEvent::parse(&message.payload).map_err(Failure::Permanent)?;

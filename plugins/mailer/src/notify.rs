@@ -77,8 +77,11 @@ pub fn notify(
     match db.execute(&mark_sent, &[text(record_key)]) {
         Ok(_) => Ok(Outcome::Sent),
         Err(error) => {
-            let (Failure::Transient(reason) | Failure::Permanent(reason)) =
-                database_failure(record_key, error);
+            let reason = match database_failure(record_key, error) {
+                Failure::Transient(reason)
+                | Failure::Permanent(reason)
+                | Failure::Misconfigured(reason) => reason,
+            };
             Ok(Outcome::SentNotRecorded(reason))
         }
     }

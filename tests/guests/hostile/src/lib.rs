@@ -8,6 +8,7 @@
 //! - `panic`: panic, which traps
 //! - `transient`: fail with `transient("asked to fail")`
 //! - `permanent`: fail with `permanent("asked to fail")`
+//! - `misconfigured`: fail with `misconfigured("asked to report a broken config")`
 //! - `publish`: publish the payload to the default output, then succeed
 //! - `transient-until-N`: fail with `transient` on attempts before N, then succeed
 //!
@@ -47,6 +48,7 @@ impl Guest for Hostile {
             "panic" => panic!("asked to panic"),
             "transient" => Err(Failure::Transient("asked to fail".to_string())),
             "permanent" => Err(Failure::Permanent("asked to fail".to_string())),
+            "misconfigured" => Err(Failure::Misconfigured("asked to report a broken config".to_string())),
             "publish" => {
                 let outbound = Outbound {
                     output: None,
