@@ -63,6 +63,12 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     }
     if args.migrations.is_dir() {
         builder = builder.migrations(&args.migrations);
+    } else if args.database_url.is_none() {
+        eprintln!(
+            "warning: no migrations folder at {}, so the fresh database has no tables; run from the \
+             repository root or pass --migrations DIR",
+            args.migrations.display()
+        );
     }
     let harness = builder.build().await?;
 

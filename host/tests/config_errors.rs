@@ -93,7 +93,7 @@ fn missing_plugin_names_path_and_build_command() {
         "{hint}"
     );
     assert!(
-        hint.contains("target/wasm32-wasip2/release/price_checker.wasm"),
+        hint.contains("the built price_checker.wasm in <target folder>/wasm32-wasip2/release"),
         "{hint}"
     );
 }

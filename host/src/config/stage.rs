@@ -214,8 +214,10 @@ fn plugin(node: &Node, path: &str, base_dir: &Path, errors: &mut ConfigErrors) -
         (
             format!("plugin file `{}` not found", file.display()),
             format!(
-                "build it with `cargo build --release --target wasm32-wasip2 -p {package}` and copy \
-                 target/wasm32-wasip2/release/{artifact} to that path, or fix `plugin`"
+                "build it with `cargo build --release --target wasm32-wasip2 -p {package}` (if that is \
+                 its package), then point `plugin` at the built {artifact} in \
+                 <target folder>/wasm32-wasip2/release (CARGO_TARGET_DIR sets the target folder), \
+                 or copy it to the path above"
             ),
         )
     };
