@@ -10,8 +10,9 @@
 //!   memory, so retries go through a retry topic instead (see `worker`).
 //! - `check_connection` keeps one ping slot per shared connection, so checks from several
 //!   consumers cancel each other and drop the connection. Health comes from the consumer
-//!   stream instead: an error or its end marks the stage disconnected, a message marks it
-//!   connected again.
+//!   stream instead: its end marks the stage disconnected, a rebuilt consumer or a message
+//!   marks it connected again. An error inside a stream that goes on does not count, since an
+//!   idle consumer might then never clear it; the broker probe in `health` covers outages.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -165,7 +166,6 @@ pub async fn run(
                     dispatch(&ctx, received, id, permit, lanes.as_deref(), done_tx.clone());
                 }
                 Some(Err(error)) => {
-                    ctx.connected.store(false, Ordering::Relaxed);
                     tracing::warn!(%stage, %error, "failed to receive a message");
                 }
                 None => {
