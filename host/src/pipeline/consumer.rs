@@ -37,6 +37,15 @@ pub enum Source {
     Pattern { regex: regex::Regex, namespace: String },
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Topics(topics) => write!(f, "{}", topics.join(", ")),
+            Source::Pattern { regex, namespace } => write!(f, "topics of {namespace} matching {regex}"),
+        }
+    }
+}
+
 /// How often an idle loop checks for freed slots and closed breakers.
 const TICK: Duration = Duration::from_millis(500);
 /// First and longest wait before building a consumer again after the broker refused.
@@ -111,7 +120,7 @@ pub async fn run(
         return;
     };
     ctx.connected.store(true, Ordering::Relaxed);
-    tracing::info!(%stage, source = ?source, subscription = %ctx.config.subscription, "consumer started");
+    tracing::info!(%stage, %source, subscription = %ctx.config.subscription, "consumer started");
 
     let mut tick = tokio::time::interval(TICK);
     let mut pulling = !*shutdown.borrow();
@@ -189,7 +198,7 @@ pub async fn run(
     if let Err(error) = consumer.close().await {
         tracing::debug!(%stage, %error, "failed to close consumer");
     }
-    tracing::info!(%stage, source = ?source, "consumer stopped");
+    tracing::info!(%stage, %source, "consumer stopped");
 }
 
 fn dispatch(

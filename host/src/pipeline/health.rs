@@ -36,6 +36,8 @@ pub struct StageCounters {
     latency_sum_us: AtomicU64,
     /// Why the stage cannot work at all (its plugin reported its config invalid), if so.
     problem: Mutex<Option<String>>,
+    /// Whether `problem` is set, read by the consumer loop on every turn without a lock.
+    has_problem: AtomicBool,
 }
 
 impl Default for StageCounters {
@@ -49,6 +51,7 @@ impl Default for StageCounters {
             latency: Mutex::new(Histogram::new_with_bounds(1, LATENCY_MAX_US, 2).expect("valid histogram bounds")),
             latency_sum_us: AtomicU64::new(0),
             problem: Mutex::new(None),
+            has_problem: AtomicBool::new(false),
         }
     }
 }
@@ -60,11 +63,12 @@ impl StageCounters {
         let mut problem = self.problem.lock().expect("problem lock poisoned");
         let news = problem.as_deref() != Some(reason);
         *problem = Some(reason.to_string());
+        self.has_problem.store(true, Ordering::Relaxed);
         news
     }
 
     pub fn has_problem(&self) -> bool {
-        self.problem.lock().expect("problem lock poisoned").is_some()
+        self.has_problem.load(Ordering::Relaxed)
     }
 
     /// Record `count` acknowledged messages published at `publish_time_ms`. The broker's

@@ -71,7 +71,7 @@ impl Database {
         };
         match connected {
             Ok(()) => {
-                tracing::info!(url = %database.url, backend = ?backend, "connected to the database");
+                tracing::info!(url = %database.url, backend = backend_folder(backend), "connected to the database");
                 Ok(database)
             }
             Err(error) => {
@@ -265,6 +265,7 @@ impl Database {
     }
 }
 
+/// Returns the backend's short name, which is also its folder under `migrations/`.
 fn backend_folder(backend: Backend) -> &'static str {
     match backend {
         Backend::Sqlite => "sqlite",
