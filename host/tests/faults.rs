@@ -313,7 +313,9 @@ async fn sigkill_three_times_loses_and_duplicates_nothing() {
 /// running host.
 async fn run_with_three_kills(setup: &Setup, db: &Db, outbox: &Path, expected: (i64, i64)) -> (usize, PathBuf, Host) {
     let total = (expected.0 + expected.1) as u64;
-    let mut thresholds: Vec<i64> = (0..3).map(|round| (total * (10 + 25 * round + clock_noise(20)) / 100) as i64).collect();
+    // Thresholds stay below 60% of the records so that some are still unhandled at the kill,
+    // because a warm host handles dozens more between the poll and the kill.
+    let mut thresholds: Vec<i64> = (0..3).map(|round| (total * (5 + 20 * round + clock_noise(15)) / 100) as i64).collect();
     thresholds.sort();
 
     for (round, threshold) in thresholds.iter().enumerate() {
@@ -327,7 +329,7 @@ async fn run_with_three_kills(setup: &Setup, db: &Db, outbox: &Path, expected: (
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(clock_noise(300))).await;
+        tokio::time::sleep(Duration::from_millis(clock_noise(50))).await;
         host.child.kill().expect("send SIGKILL to the host");
         host.child.wait().expect("reap the killed host");
         let tally = Tally::take(db, outbox).await;
