@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::ConfigErrors;
+use crate::config::{ConfigErrors, StageConfig, StageInputs};
 use crate::pipeline::stage_spec;
 use crate::runtime::{Runtime, grants};
 
@@ -39,8 +39,29 @@ pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
 
     println!("{}: valid, {} stage(s)", file.display(), pipeline.stages.len());
     for stage in &pipeline.stages {
-        let grants: Vec<&str> = stage.grants.iter().map(|grant| grant.interface_name()).collect();
-        println!("  {}: {} [{}]", stage.name, stage.plugin.display(), grants.join(", "));
+        print_stage(stage);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a stage's plugin, grants and topics, defaults included, so the topics that a
+/// default names can be read before the host creates them.
+fn print_stage(stage: &StageConfig) {
+    let grants: Vec<&str> = stage.grants.iter().map(|grant| grant.interface_name()).collect();
+    println!("  {}: {} [{}]", stage.name, stage.plugin.display(), grants.join(", "));
+
+    let inputs = match &stage.inputs {
+        StageInputs::Topics(topics) => topics.join(", "),
+        StageInputs::Pattern(pattern) => format!("topics of {} matching {}", pattern.namespace, pattern.regex),
+    };
+    println!(
+        "    consumes {inputs} as subscription {} ({})",
+        stage.subscription,
+        stage.subscription_type.name()
+    );
+    for (output, topic) in &stage.outputs {
+        println!("    output {output}: {topic}");
+    }
+    println!("    retry topic: {}", stage.retry_topic);
+    println!("    dead letter topic: {}", stage.dead_letter);
 }

@@ -48,6 +48,19 @@ fn valid_pipeline_passes() {
 }
 
 #[test]
+fn valid_pipeline_lists_default_topics() {
+    let yaml = pipeline("", plugin("needs_mail.wasm").to_str().unwrap(), "mail");
+    let (ok, output) = check(&yaml);
+    assert!(ok, "{output}");
+    assert!(
+        output.contains("consumes persistent://public/default/stored as subscription notify (shared)"),
+        "{output}"
+    );
+    assert!(output.contains("retry topic: persistent://public/default/stored-notify-retry"), "{output}");
+    assert!(output.contains("dead letter topic: persistent://public/default/stored-notify-dlq"), "{output}");
+}
+
+#[test]
 fn misspelled_key_names_path() {
     let yaml = pipeline("    subscripton: mailer", plugin("needs_mail.wasm").to_str().unwrap(), "mail");
     let (ok, output) = check(&yaml);

@@ -352,7 +352,7 @@ fn limits_and_backoff_are_checked_together() {
 #[test]
 fn stage_consuming_its_dead_letters_is_rejected() {
     let errors = problems(
-        &one_stage("    inputs: [movies, store-movies-dlq]\n"),
+        &one_stage("    inputs: [movies, movies-store-movies-dlq]\n"),
         &no_env,
     );
     let problem = only_at(&errors, "stages[0]");

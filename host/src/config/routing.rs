@@ -158,12 +158,13 @@ pub(crate) struct TopicSetting {
     location: Location,
 }
 
-/// Reads the topic under `key`, or qualifies `<stage name>-<suffix>` when it is absent.
-/// Returns `None` without a report when the stage name is invalid, which is reported already.
+/// Reads the topic under `key`, or names `<default_prefix>-<suffix>` when it is absent.
+/// Returns `None` without a report when there is no prefix, because the inputs or the
+/// subscription are invalid and reported already.
 pub(crate) fn topic_or_default(
     section: &Section<'_>,
     key: &str,
-    stage_name: Option<&str>,
+    default_prefix: Option<&str>,
     suffix: &str,
     errors: &mut ConfigErrors,
 ) -> Option<TopicSetting> {
@@ -177,12 +178,31 @@ pub(crate) fn topic_or_default(
             })
         }
         None => {
-            let topic = expand_topic(&format!("{}-{suffix}", stage_name?)).ok()?;
+            let topic = expand_topic(&format!("{}-{suffix}", default_prefix?)).ok()?;
             Some(TopicSetting {
                 topic,
                 path: section.path.clone(),
                 location: section.location,
             })
+        }
+    }
+}
+
+/// Returns the prefix of the default dead letter and retry topics. Pulsar's clients name
+/// them `<topic>-<subscription>-DLQ` and `-RETRY` (Pulsar docs, "Messaging: dead letter
+/// topic"), and this follows them: `<first input>-<subscription>` in that input's
+/// namespace, or `<subscription>` in the namespace of an input pattern. So two pipelines
+/// share these topics only when they share the subscription, which makes them one stage.
+/// The prefix is always persistent, so retries and dead letters survive a broker restart.
+pub(crate) fn default_topic_prefix(inputs: &StageInputs, subscription: &str) -> Option<String> {
+    match inputs {
+        StageInputs::Topics(topics) => {
+            let first = topics.first()?;
+            let (_, path) = first.split_once("://")?;
+            Some(format!("persistent://{path}-{subscription}"))
+        }
+        StageInputs::Pattern(pattern) => {
+            Some(format!("persistent://{}/{subscription}", pattern.namespace))
         }
     }
 }

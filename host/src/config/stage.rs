@@ -11,7 +11,8 @@ use super::model::{
     StageInputs, SubscriptionType,
 };
 use super::routing::{
-    check_dead_letter_loop, inputs, outputs, subscription_name, topic_or_default,
+    check_dead_letter_loop, default_topic_prefix, inputs, outputs, subscription_name,
+    topic_or_default,
 };
 use super::tree::{Node, Section, Value, describe, index_path, integer, key_path, string};
 use super::validate::absolute;
@@ -134,8 +135,14 @@ fn stage(
         Some((path, node)) => retry(node, &path, errors),
         None => Some(RetryPolicy::default()),
     };
-    let dead_letter = topic_or_default(&section, "dead_letter", name.as_deref(), "dlq", errors);
-    let retry_topic = topic_or_default(&section, "retry_topic", name.as_deref(), "retry", errors);
+    let default_prefix = match (&inputs, &subscription) {
+        (Some(inputs), Some(subscription)) => default_topic_prefix(inputs, subscription),
+        _ => None,
+    };
+    let dead_letter =
+        topic_or_default(&section, "dead_letter", default_prefix.as_deref(), "dlq", errors);
+    let retry_topic =
+        topic_or_default(&section, "retry_topic", default_prefix.as_deref(), "retry", errors);
     if let (Some(inputs), Some(dead_letter), Some(retry_topic)) =
         (&inputs, &dead_letter, &retry_topic)
     {
