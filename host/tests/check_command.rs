@@ -107,3 +107,27 @@ fn several_problems_reported_together() {
         assert!(output.contains(path), "reports {path}: {output}");
     }
 }
+
+#[test]
+fn plugin_that_is_not_wasm_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.wasm");
+    std::fs::write(&path, "these are notes, not a plugin\n").unwrap();
+    let (ok, output) = check(&pipeline("", path.to_str().unwrap(), "mail"));
+    assert!(!ok);
+    assert!(output.contains("stages[0].plugin"), "{output}");
+    assert!(output.contains("is not a WebAssembly file"), "{output}");
+    assert!(output.contains("--target wasm32-wasip2"), "names the fix: {output}");
+}
+
+#[test]
+fn core_module_plugin_asks_for_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("module.wasm");
+    // The smallest valid core module: the magic bytes and version 1, no sections.
+    std::fs::write(&path, b"\0asm\x01\0\0\0").unwrap();
+    let (ok, output) = check(&pipeline("", path.to_str().unwrap(), "mail"));
+    assert!(!ok);
+    assert!(output.contains("is a core WebAssembly module, not a component"), "{output}");
+    assert!(output.contains("wasm32-wasip2"), "names the fix: {output}");
+}

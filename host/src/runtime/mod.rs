@@ -92,6 +92,7 @@ impl Runtime {
     }
 
     fn compile(&self, path: &Path, wasm: &[u8]) -> anyhow::Result<Component> {
+        check_component_header(path, wasm)?;
         Component::new(&self.engine, wasm).map_err(anyhow::Error::from).with_context(|| {
             format!("{} is not a valid WebAssembly component; build plugins for the wasm32-wasip2 target", path.display())
         })
@@ -110,6 +111,40 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Binary WebAssembly starts with these bytes, then a layer word that tells a core module
+/// (version 1) from a component (the component model's layer 1).
+const WASM_MAGIC: &[u8] = b"\0asm";
+const CORE_MODULE_VERSION: &[u8] = &[0x01, 0x00, 0x00, 0x00];
+
+/// Rejects a file that is no WebAssembly at all, or a core module, with an error that says
+/// how to build a component, before the parser reports a less helpful position. Text that
+/// starts like the WebAssembly text format is left to the parser, which accepts it.
+fn check_component_header(path: &Path, wasm: &[u8]) -> anyhow::Result<()> {
+    if let Some(rest) = wasm.strip_prefix(WASM_MAGIC) {
+        if rest.starts_with(CORE_MODULE_VERSION) {
+            anyhow::bail!(
+                "{} is a core WebAssembly module, not a component; build the plugin for the \
+                 wasm32-wasip2 target (wasm32-wasip1 and wasm32-unknown-unknown build core modules), \
+                 or wrap a module with `wasm-tools component new`",
+                path.display()
+            );
+        }
+        return Ok(());
+    }
+
+    let text = String::from_utf8_lossy(&wasm[..wasm.len().min(256)]);
+    let start = text.trim_start();
+    if !(start.starts_with('(') || start.starts_with(";;")) {
+        anyhow::bail!(
+            "{} is not a WebAssembly file ({} bytes, without the `\\0asm` header); use the \
+             .wasm file that `cargo build --release --target wasm32-wasip2` writes",
+            path.display(),
+            wasm.len()
+        );
+    }
+    Ok(())
 }
 
 fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
