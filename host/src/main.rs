@@ -101,11 +101,16 @@ async fn wait_for_signals(stop: watch::Sender<bool>) {
     std::process::exit(130);
 }
 
-/// Log to stderr through `tracing`, filtered by `RUST_LOG` (default `info`), and bridge the
-/// `log` records that the pulsar crate emits.
+/// Log filter when `RUST_LOG` is unset. The pulsar crate 6.9 logs a warning before every
+/// subscribe and producer attempt, the first included, and reports a failed attempt as an
+/// error, so its `retry_op` module is shown from the error level up.
+const DEFAULT_LOG_FILTER: &str = "info,pulsar::retry_op=error";
+
+/// Log to stderr through `tracing`, filtered by `RUST_LOG` (default `DEFAULT_LOG_FILTER`),
+/// and bridge the `log` records that the pulsar crate emits.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
