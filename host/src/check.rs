@@ -23,13 +23,14 @@ pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
         let component = match runtime.load_component(&stage.plugin) {
             Ok(component) => component,
             Err(error) => {
-                errors.push(format!("stages[{index}].plugin"), format!("{error:#}"), None);
+                let path = format!("stages[{index}].plugin");
+                errors.push_at(&path, stage.plugin_location, format!("{error:#}"), None);
                 continue;
             }
         };
         let spec = stage_spec(stage);
         for problem in grants::check_imports(runtime.engine(), &component, &stage.name, &spec.grants) {
-            errors.push(format!("stages[{index}].grants"), problem, None);
+            errors.push_at(&format!("stages[{index}].grants"), stage.grants_location, problem, None);
         }
     }
     if !errors.is_empty() {

@@ -87,6 +87,8 @@ fn ungranted_import_names_stage_and_fix() {
     assert!(output.contains("stages[0].grants"), "{output}");
     assert!(output.contains("notify"), "names the stage: {output}");
     assert!(output.contains("`mail`"), "names the interface: {output}");
+    // The `grants` list is on line 11 of the generated file, after `grants: ` (column 13).
+    assert!(output.contains("(line 11, column 13)"), "points at the grants: {output}");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 
+use super::errors::Location;
 use super::secret::{Secret, SecretUrl};
 use super::topic::TopicPattern;
 
@@ -248,6 +249,10 @@ pub struct StageConfig {
     pub limits: Limits,
     /// Handlers in flight for this stage, in `1..=MAX_PARALLELISM`.
     pub parallelism: usize,
+    /// Position of the `plugin` value in the pipeline file, for problems found after loading.
+    pub plugin_location: Location,
+    /// Position of the `grants` list, or of the stage when it has none.
+    pub grants_location: Location,
 }
 
 impl StageConfig {

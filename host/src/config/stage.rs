@@ -179,6 +179,12 @@ fn stage(
         retry_topic: retry_topic?.topic,
         limits: limits?,
         parallelism: parallelism?,
+        plugin_location: section
+            .get("plugin")
+            .map_or(section.location, |(_, node)| node.location),
+        grants_location: section
+            .get("grants")
+            .map_or(section.location, |(_, node)| node.location),
     })
 }
 
