@@ -56,8 +56,8 @@ fn valid_pipeline_lists_default_topics() {
         output.contains("consumes persistent://public/default/stored as subscription notify (shared)"),
         "{output}"
     );
-    assert!(output.contains("retry topic: persistent://public/default/stored-notify-retry"), "{output}");
-    assert!(output.contains("dead letter topic: persistent://public/default/stored-notify-dlq"), "{output}");
+    assert!(output.contains("retry topic: persistent://public/default/stored-notify-RETRY"), "{output}");
+    assert!(output.contains("dead letter topic: persistent://public/default/stored-notify-DLQ"), "{output}");
 }
 
 #[test]

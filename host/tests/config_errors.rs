@@ -352,7 +352,7 @@ fn limits_and_backoff_are_checked_together() {
 #[test]
 fn stage_consuming_its_dead_letters_is_rejected() {
     let errors = problems(
-        &one_stage("    inputs: [movies, movies-store-movies-dlq]\n"),
+        &one_stage("    inputs: [movies, movies-store-movies-DLQ]\n"),
         &no_env,
     );
     let problem = only_at(&errors, "stages[0]");
@@ -360,6 +360,55 @@ fn stage_consuming_its_dead_letters_is_rejected() {
         problem.message.starts_with("dead letter topic"),
         "{problem}"
     );
+}
+
+#[test]
+fn stage_consuming_its_retry_topic_is_rejected() {
+    let errors = problems(
+        &one_stage("    inputs: [movies]\n    retry_topic: movies\n"),
+        &no_env,
+    );
+    let problem = only_at(&errors, "stages[0].retry_topic");
+    assert!(
+        problem.message.starts_with("retry topic `persistent://public/default/movies` is also an input"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn pattern_matching_default_retry_topic_is_rejected() {
+    // The default retry topic is `store-movies-RETRY` in the pattern's namespace.
+    let errors = problems(
+        &one_stage("    input_pattern: \"persistent://public/default/store-.*\"\n    dead_letter: failed\n"),
+        &no_env,
+    );
+    let problem = only_at(&errors, "stages[0]");
+    assert!(problem.message.contains("store-movies-RETRY` is also an input"), "{problem}");
+}
+
+#[test]
+fn output_to_own_input_is_rejected() {
+    let errors = problems(
+        &one_stage("    inputs: [movies]\n    grants: [publish]\n    outputs: { default: movies }\n"),
+        &no_env,
+    );
+    let problem = only_at(&errors, "stages[0].outputs.default");
+    assert!(
+        problem.message.contains("publishes to `persistent://public/default/movies`, which is also an input"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn output_matched_by_own_pattern_is_rejected() {
+    let errors = problems(
+        &one_stage(
+            "    input_pattern: \"persistent://public/default/movies.*\"\n    grants: [publish]\n    \
+             outputs: { default: movies-stored }\n    dead_letter: failed\n    retry_topic: again\n",
+        ),
+        &no_env,
+    );
+    only_at(&errors, "stages[0].outputs.default");
 }
 
 #[test]

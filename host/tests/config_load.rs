@@ -150,8 +150,8 @@ fn full_file_round_trips() {
     assert_eq!(pattern.namespace, "public/default");
     assert!(pattern.regex.is_match(&topic("movies-stored")));
     assert!(!pattern.regex.is_match(&topic("old-movies-stored")));
-    assert_eq!(notify.dead_letter, topic("notify-dlq"));
-    assert_eq!(notify.retry_topic, topic("notify-retry"));
+    assert_eq!(notify.dead_letter, topic("notify-DLQ"));
+    assert_eq!(notify.retry_topic, topic("notify-RETRY"));
     assert_eq!(
         notify.grants,
         BTreeSet::from([Grant::Mail, Grant::Log, Grant::Config])
@@ -180,8 +180,8 @@ fn minimal_file_gets_defaults() {
     assert_eq!(stage.config, serde_json::json!({}));
     assert_eq!(stage.retry, RetryPolicy::default());
     assert_eq!(stage.retry.max_attempts, 5);
-    assert_eq!(stage.dead_letter, topic("movies-store-movies-dlq"));
-    assert_eq!(stage.retry_topic, topic("movies-store-movies-retry"));
+    assert_eq!(stage.dead_letter, topic("movies-store-movies-DLQ"));
+    assert_eq!(stage.retry_topic, topic("movies-store-movies-RETRY"));
     assert_eq!(stage.limits, Limits::default());
     assert_eq!(stage.limits.timeout, Duration::from_secs(5));
     assert_eq!(stage.limits.memory, 64 << 20);
@@ -218,7 +218,7 @@ stages:
     );
     assert_eq!(stage.outputs["audit"], "persistent://acme/audit/copies");
     assert_eq!(stage.dead_letter, "persistent://acme/media/copy-failures");
-    assert_eq!(stage.retry_topic, "persistent://public/default/movies-copy-retry");
+    assert_eq!(stage.retry_topic, "persistent://public/default/movies-copy-RETRY");
 }
 
 #[test]

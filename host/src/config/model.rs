@@ -241,10 +241,10 @@ pub struct StageConfig {
     /// the stage has none.
     pub config: serde_json::Value,
     pub retry: RetryPolicy,
-    /// Fully qualified topic, by default `<first input>-<subscription>-dlq` (see
+    /// Fully qualified topic, by default `<first input>-<subscription>-DLQ` (see
     /// `routing::default_topic_prefix`).
     pub dead_letter: String,
-    /// Fully qualified topic, by default `<first input>-<subscription>-retry`.
+    /// Fully qualified topic, by default `<first input>-<subscription>-RETRY`.
     pub retry_topic: String,
     pub limits: Limits,
     /// Handlers in flight for this stage, in `1..=MAX_PARALLELISM`.

@@ -207,23 +207,41 @@ pub(crate) fn default_topic_prefix(inputs: &StageInputs, subscription: &str) -> 
     }
 }
 
-/// Reports a dead letter topic that the stage itself consumes, or that is its retry topic.
+/// Returns whether the stage's inputs include `topic`, by name or by pattern.
+fn consumes(inputs: &StageInputs, topic: &str) -> bool {
+    match inputs {
+        StageInputs::Topics(topics) => topics.iter().any(|input| input == topic),
+        StageInputs::Pattern(pattern) => pattern.regex.is_match(topic),
+    }
+}
+
+/// Reports a dead letter or retry topic that the stage also consumes as an input, and a
+/// dead letter topic that is its retry topic.
 pub(crate) fn check_dead_letter_loop(
     inputs: &StageInputs,
     dead_letter: &TopicSetting,
     retry: &TopicSetting,
     errors: &mut ConfigErrors,
 ) {
-    let consumed = match inputs {
-        StageInputs::Topics(topics) => topics.contains(&dead_letter.topic),
-        StageInputs::Pattern(pattern) => pattern.regex.is_match(&dead_letter.topic),
-    };
-    if consumed {
+    if consumes(inputs, &dead_letter.topic) {
         errors.push_at(
             &dead_letter.path,
             dead_letter.location,
             format!("dead letter topic `{}` is also an input of this stage", dead_letter.topic),
             Some("a failed message would come back to the stage that failed it; set `dead_letter` to another topic".to_owned()),
+        );
+    }
+    if consumes(inputs, &retry.topic) {
+        errors.push_at(
+            &retry.path,
+            retry.location,
+            format!("retry topic `{}` is also an input of this stage", retry.topic),
+            Some(
+                "the stage already reads its retry topic with a consumer of its own, and with an \
+                 exclusive subscription the second consumer fails; set `retry_topic` to a topic \
+                 outside the inputs, or narrow the inputs"
+                    .to_owned(),
+            ),
         );
     }
     if dead_letter.topic == retry.topic {
@@ -236,5 +254,28 @@ pub(crate) fn check_dead_letter_loop(
             ),
             Some("give `retry_topic` and `dead_letter` different topics".to_owned()),
         );
+    }
+}
+
+/// Reports an output topic that the stage also consumes, which would feed every message
+/// back to the stage forever.
+pub(crate) fn check_output_loop(
+    inputs: &StageInputs,
+    outputs: &BTreeMap<String, String>,
+    section: &Section<'_>,
+    errors: &mut ConfigErrors,
+) {
+    let Some((path, node)) = section.get("outputs") else {
+        return;
+    };
+    for (name, topic) in outputs {
+        if consumes(inputs, topic) {
+            errors.push_at(
+                &key_path(&path, name),
+                node.location,
+                format!("output `{name}` publishes to `{topic}`, which is also an input of this stage"),
+                Some("each message would come back to this stage without end; publish to another topic".to_owned()),
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::model::{
     StageInputs, SubscriptionType,
 };
 use super::routing::{
-    check_dead_letter_loop, default_topic_prefix, inputs, outputs, subscription_name,
+    check_dead_letter_loop, check_output_loop, default_topic_prefix, inputs, outputs, subscription_name,
     topic_or_default,
 };
 use super::tree::{Node, Section, Value, describe, index_path, integer, key_path, string};
@@ -140,13 +140,16 @@ fn stage(
         _ => None,
     };
     let dead_letter =
-        topic_or_default(&section, "dead_letter", default_prefix.as_deref(), "dlq", errors);
+        topic_or_default(&section, "dead_letter", default_prefix.as_deref(), "DLQ", errors);
     let retry_topic =
-        topic_or_default(&section, "retry_topic", default_prefix.as_deref(), "retry", errors);
+        topic_or_default(&section, "retry_topic", default_prefix.as_deref(), "RETRY", errors);
     if let (Some(inputs), Some(dead_letter), Some(retry_topic)) =
         (&inputs, &dead_letter, &retry_topic)
     {
         check_dead_letter_loop(inputs, dead_letter, retry_topic, errors);
+    }
+    if let (Some(inputs), Some(outputs)) = (&inputs, &outputs) {
+        check_output_loop(inputs, outputs, &section, errors);
     }
 
     let limits = match section.get("limits") {
