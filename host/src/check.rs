@@ -42,6 +42,14 @@ pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
     for stage in &pipeline.stages {
         print_stage(stage);
     }
+    for stage in pipeline.stages_with_unread_dead_letters() {
+        println!(
+            "warning: no stage reads `{}`, the dead letter topic of stage `{}`; unless its namespace \
+             sets retention, Pulsar may delete the dead letters before anyone reads them: set \
+             `dead_letter_subscription` or add a stage that reads the topic",
+            stage.dead_letter, stage.name
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,5 +72,10 @@ fn print_stage(stage: &StageConfig) {
         println!("    output {output}: {topic}");
     }
     println!("    retry topic: {}", stage.retry_topic);
-    println!("    dead letter topic: {}", stage.dead_letter);
+    match &stage.dead_letter_subscription {
+        Some(subscription) => {
+            println!("    dead letter topic: {} (kept for subscription {subscription})", stage.dead_letter)
+        }
+        None => println!("    dead letter topic: {}", stage.dead_letter),
+    }
 }

@@ -70,7 +70,12 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             args.migrations.display()
         );
     }
-    let harness = builder.build().await?;
+    let harness = builder.build().await.map_err(|error| {
+        if args.grants.is_empty() || !format!("{error:#}").contains("is not granted") {
+            return error;
+        }
+        anyhow::anyhow!("{error:#}\nmagnetar test takes its grants from --grant: pass it once for each interface in that list")
+    })?;
 
     let mut failed = 0usize;
     for (index, payload) in payloads.into_iter().enumerate() {

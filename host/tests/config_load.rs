@@ -182,6 +182,7 @@ fn minimal_file_gets_defaults() {
     assert_eq!(stage.retry.max_attempts, 5);
     assert_eq!(stage.dead_letter, topic("movies-store-movies-DLQ"));
     assert_eq!(stage.retry_topic, topic("movies-store-movies-RETRY"));
+    assert_eq!(stage.dead_letter_subscription, None);
     assert_eq!(stage.limits, Limits::default());
     assert_eq!(stage.limits.timeout, Duration::from_secs(5));
     assert_eq!(stage.limits.memory, 64 << 20);
@@ -201,6 +202,7 @@ stages:
     outputs: { default: copies, audit: acme/audit/copies }
     grants: [publish]
     dead_letter: acme/media/copy-failures
+    dead_letter_subscription: review
 "#,
         &|_| None,
     );
@@ -218,6 +220,7 @@ stages:
     );
     assert_eq!(stage.outputs["audit"], "persistent://acme/audit/copies");
     assert_eq!(stage.dead_letter, "persistent://acme/media/copy-failures");
+    assert_eq!(stage.dead_letter_subscription.as_deref(), Some("review"));
     assert_eq!(stage.retry_topic, "persistent://public/default/movies-copy-RETRY");
 }
 

@@ -398,12 +398,8 @@ fn python_produce_in_batches(broker: &str, topic: &str, input: &Path, batch: usi
 
 /// Number of ledger entries written to `topic` on the shared broker (a batch is one entry).
 fn topic_entries(topic: &str) -> u64 {
-    let port: u16 = std::env::var("MAGNETAR_TEST_ADMIN")
-        .ok()
-        .and_then(|url| url.rsplit(':').next().and_then(|port| port.trim_end_matches('/').parse().ok()))
-        .unwrap_or(8080);
     let (status, body) =
-        http_request(port, "GET", &format!("/admin/v2/persistent/public/default/{topic}/internalStats"), "").expect("GET internalStats");
+        http_request(admin_port(), "GET", &format!("/admin/v2/persistent/public/default/{topic}/internalStats"), "").expect("GET internalStats");
     assert_eq!(status, 200, "internal stats of {topic}: {body}");
     let stats: serde_json::Value = serde_json::from_str(&body).expect("internal stats are JSON");
     stats["entriesAddedCounter"].as_u64().unwrap_or_else(|| panic!("no entriesAddedCounter in {body}"))

@@ -55,3 +55,12 @@ fn test_command_rejects_unknown_grant() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(text(&output).contains("unknown interface `network`"), "{}", text(&output));
 }
+
+#[test]
+fn test_command_names_grant_flag_for_missing_grant() {
+    let output = magnetar_test("hostile.wasm", "ok", &["--grant", "database"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("imports `publish`, but the stage is not granted it"), "{}", text(&output));
+    assert!(text(&output).contains("`grants: [database, publish]`"), "keeps the granted ones: {}", text(&output));
+    assert!(text(&output).contains("takes its grants from --grant"), "{}", text(&output));
+}

@@ -77,6 +77,18 @@ impl Pipeline {
     pub fn stage(&self, name: &str) -> Option<&StageConfig> {
         self.stages.iter().find(|stage| stage.name == name)
     }
+
+    /// Returns the stages whose dead letter topic no stage of this pipeline consumes and that
+    /// have no `dead_letter_subscription`. Pulsar keeps messages only for the subscriptions
+    /// of a topic unless its namespace sets retention, so those dead letters can be deleted
+    /// before anyone reads them.
+    pub fn stages_with_unread_dead_letters(&self) -> Vec<&StageConfig> {
+        self.stages
+            .iter()
+            .filter(|stage| stage.dead_letter_subscription.is_none())
+            .filter(|stage| !self.stages.iter().any(|reader| reader.inputs.contains(&stage.dead_letter)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +258,9 @@ pub struct StageConfig {
     pub dead_letter: String,
     /// Fully qualified topic, by default `<first input>-<subscription>-RETRY`.
     pub retry_topic: String,
+    /// Subscription that the host creates on the dead letter topic at start, so Pulsar keeps
+    /// the dead letters until someone reads them (Pulsar's `initialSubscriptionName`).
+    pub dead_letter_subscription: Option<String>,
     pub limits: Limits,
     /// Handlers in flight for this stage, in `1..=MAX_PARALLELISM`.
     pub parallelism: usize,
@@ -280,6 +295,7 @@ impl fmt::Debug for StageConfig {
             .field("retry", &self.retry)
             .field("dead_letter", &self.dead_letter)
             .field("retry_topic", &self.retry_topic)
+            .field("dead_letter_subscription", &self.dead_letter_subscription)
             .field("limits", &self.limits)
             .field("parallelism", &self.parallelism)
             .finish()
@@ -291,6 +307,16 @@ pub enum StageInputs {
     /// Fully qualified topic names, without duplicates.
     Topics(Vec<String>),
     Pattern(TopicPattern),
+}
+
+impl StageInputs {
+    /// Returns whether these inputs include the fully qualified `topic`, by name or pattern.
+    pub fn contains(&self, topic: &str) -> bool {
+        match self {
+            StageInputs::Topics(topics) => topics.iter().any(|input| input == topic),
+            StageInputs::Pattern(pattern) => pattern.regex.is_match(topic),
+        }
+    }
 }
 
 /// A capability interface that a stage may import.

@@ -207,14 +207,6 @@ pub(crate) fn default_topic_prefix(inputs: &StageInputs, subscription: &str) -> 
     }
 }
 
-/// Returns whether the stage's inputs include `topic`, by name or by pattern.
-fn consumes(inputs: &StageInputs, topic: &str) -> bool {
-    match inputs {
-        StageInputs::Topics(topics) => topics.iter().any(|input| input == topic),
-        StageInputs::Pattern(pattern) => pattern.regex.is_match(topic),
-    }
-}
-
 /// Reports a dead letter or retry topic that the stage also consumes as an input, and a
 /// dead letter topic that is its retry topic.
 pub(crate) fn check_dead_letter_loop(
@@ -223,7 +215,7 @@ pub(crate) fn check_dead_letter_loop(
     retry: &TopicSetting,
     errors: &mut ConfigErrors,
 ) {
-    if consumes(inputs, &dead_letter.topic) {
+    if inputs.contains(&dead_letter.topic) {
         errors.push_at(
             &dead_letter.path,
             dead_letter.location,
@@ -231,7 +223,7 @@ pub(crate) fn check_dead_letter_loop(
             Some("a failed message would come back to the stage that failed it; set `dead_letter` to another topic".to_owned()),
         );
     }
-    if consumes(inputs, &retry.topic) {
+    if inputs.contains(&retry.topic) {
         errors.push_at(
             &retry.path,
             retry.location,
@@ -269,7 +261,7 @@ pub(crate) fn check_output_loop(
         return;
     };
     for (name, topic) in outputs {
-        if consumes(inputs, topic) {
+        if inputs.contains(topic) {
             errors.push_at(
                 &key_path(&path, name),
                 node.location,

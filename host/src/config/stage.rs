@@ -31,6 +31,7 @@ const STAGE_KEYS: &[&str] = &[
     "retry",
     "dead_letter",
     "retry_topic",
+    "dead_letter_subscription",
     "limits",
     "parallelism",
 ];
@@ -148,6 +149,10 @@ fn stage(
     {
         check_dead_letter_loop(inputs, dead_letter, retry_topic, errors);
     }
+    let dead_letter_subscription = match section.get("dead_letter_subscription") {
+        Some((path, node)) => subscription_name(node, &path, errors).map(Some),
+        None => Some(None),
+    };
     if let (Some(inputs), Some(outputs)) = (&inputs, &outputs) {
         check_output_loop(inputs, outputs, &section, errors);
     }
@@ -180,6 +185,7 @@ fn stage(
         retry: retry?,
         dead_letter: dead_letter?.topic,
         retry_topic: retry_topic?.topic,
+        dead_letter_subscription: dead_letter_subscription?,
         limits: limits?,
         parallelism: parallelism?,
         plugin_location: section

@@ -2,6 +2,7 @@
 
 mod breaker;
 pub mod consumer;
+mod dead_letters;
 pub mod health;
 mod producer;
 pub mod properties;
@@ -107,6 +108,7 @@ pub async fn run(pipeline: Pipeline, shutdown: watch::Receiver<bool>, grace: Dur
             return Ok(());
         }
     };
+    dead_letters::keep_dead_letters(&pulsar, &pipeline).await;
     let publisher = Publisher::new(&pulsar);
     let health = Arc::new(Health::default());
     if let Some(stage) = pipeline.stages.first() {

@@ -35,9 +35,14 @@ pub fn check_imports(engine: &Engine, component: &Component, stage: &str, grante
             continue;
         }
         if CAPABILITIES.contains(&interface) {
+            let mut needed: Vec<&str> =
+                granted.iter().map(String::as_str).filter(|grant| !ALWAYS_GRANTED.contains(grant)).collect();
+            needed.push(interface);
+            needed.sort_unstable();
             problems.push(format!(
                 "stage `{stage}`: the plugin imports `{interface}`, but the stage is not granted it; \
-                 add `{interface}` to the stage's `grants` in pipeline.yaml, e.g. `grants: [{interface}]`"
+                 add `{interface}` to the stage's `grants`: `grants: [{}]`",
+                needed.join(", ")
             ));
         } else {
             problems.push(format!("stage `{stage}`: the plugin imports unknown interface `{name}`"));

@@ -167,6 +167,14 @@ pub fn free_port() -> u16 {
 }
 
 /// Returns whether something accepts TCP connections on 127.0.0.1:`port`.
+/// Port of the shared broker's admin REST API, from `MAGNETAR_TEST_ADMIN` (default 8080).
+pub fn admin_port() -> u16 {
+    std::env::var("MAGNETAR_TEST_ADMIN")
+        .ok()
+        .and_then(|url| url.rsplit(':').next().and_then(|port| port.trim_end_matches('/').parse().ok()))
+        .unwrap_or(8080)
+}
+
 pub fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_ok()
 }
