@@ -64,3 +64,12 @@ fn test_command_names_grant_flag_for_missing_grant() {
     assert!(text(&output).contains("`grants: [database, publish]`"), "keeps the granted ones: {}", text(&output));
     assert!(text(&output).contains("takes its grants from --grant"), "{}", text(&output));
 }
+
+#[test]
+fn test_command_reports_panic_message() {
+    let output = magnetar_test("hostile.wasm", "panic", &["--grant", "publish"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("trap: the plugin panicked at "), "{}", text(&output));
+    assert!(text(&output).contains(": asked to panic ("), "quotes the panic message: {}", text(&output));
+    assert!(!text(&output).contains("wasm backtrace"), "leaves the backtrace to the log: {}", text(&output));
+}

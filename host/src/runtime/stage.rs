@@ -16,7 +16,7 @@ use crate::capability::{
     mail::Mailer, publish::Pending, publish::PublishCtx,
 };
 use crate::runtime::limits::{MemoryLimiter, deadline_ticks};
-use crate::runtime::output::GuestOutput;
+use crate::runtime::output::{GuestOutput, RecentLines};
 use crate::runtime::state::StageState;
 use crate::runtime::{Runtime, grants};
 
@@ -95,6 +95,8 @@ impl fmt::Display for StageFailure {
 struct Instance {
     store: Store<StageState>,
     bindings: Stage,
+    /// The guest's last stderr lines, cleared before each call.
+    stderr: RecentLines,
 }
 
 pub struct StageRuntime {
@@ -168,6 +170,7 @@ impl StageRuntime {
 
         instance.store.data_mut().publish.take();
         instance.store.data_mut().limiter.limit_hit = false;
+        instance.stderr.lock().expect("guest output lock poisoned").clear();
         instance.store.set_epoch_deadline(deadline_ticks(self.spec.timeout));
 
         let call = instance.bindings.call_handle(&mut instance.store, message);
@@ -213,7 +216,15 @@ impl StageRuntime {
                 ),
             };
         }
-        StageFailure { kind: FailureKind::Trap, reason: format!("the plugin trapped: {error:#}") }
+        // The full error holds the wasm backtrace, which helps the plugin's author but is too
+        // long for a dead letter's reason, so it goes to the log.
+        tracing::debug!(stage = %self.spec.name, error = format!("{error:?}"), "plugin trapped");
+        let trap = match error.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error.root_cause().to_string(),
+        };
+        let stderr: Vec<String> = instance.stderr.lock().expect("guest output lock poisoned").iter().cloned().collect();
+        StageFailure { kind: FailureKind::Trap, reason: trap_reason(&trap, &stderr) }
     }
 
     /// Drop every idle instance, so the next call instantiates afresh. Benchmarks use this to
@@ -240,9 +251,10 @@ impl StageRuntime {
 
     async fn instantiate(&self) -> anyhow::Result<Instance> {
         let stage: Arc<str> = Arc::from(self.spec.name.as_str());
+        let stderr = RecentLines::default();
         let wasi = WasiCtxBuilder::new()
             .stdout(GuestOutput::new(stage.clone(), "stdout"))
-            .stderr(GuestOutput::new(stage.clone(), "stderr"))
+            .stderr(GuestOutput::keeping_recent(stage.clone(), "stderr", stderr.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -273,7 +285,83 @@ impl StageRuntime {
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(self.spec.timeout));
         let bindings = self.pre.instantiate_async(&mut store).await?;
-        Ok(Instance { store, bindings })
+        Ok(Instance { store, bindings, stderr })
+    }
+}
+
+/// Longest trap reason, in bytes; a dead letter carries it as a property.
+const MAX_TRAP_REASON: usize = 1024;
+
+/// Describes a trap for a failure reason: the panic message and place when the guest printed
+/// a Rust panic to stderr (`thread '…' panicked at FILE:LINE:COLUMN:` and the message on
+/// the following lines), otherwise the trap and the guest's last stderr line, if any.
+fn trap_reason(trap: &str, stderr: &[String]) -> String {
+    let panic_start = stderr.iter().rposition(|line| line.contains(" panicked at "));
+    let reason = match panic_start {
+        Some(start) => {
+            let place = stderr[start]
+                .split_once(" panicked at ")
+                .map(|(_, place)| place.trim_end_matches(':'))
+                .unwrap_or_default();
+            let message: Vec<&str> = stderr[start + 1..]
+                .iter()
+                .map(String::as_str)
+                .take_while(|line| !line.starts_with("note: "))
+                .collect();
+            format!("the plugin panicked at {place}: {} ({trap})", message.join(" / "))
+        }
+        None => match stderr.last() {
+            Some(line) => format!("the plugin trapped: {trap}; its last stderr line: {line}"),
+            None => format!("the plugin trapped: {trap}"),
+        },
+    };
+    truncate_at_char(reason, MAX_TRAP_REASON)
+}
+
+fn truncate_at_char(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trap_reason_quotes_rust_panic() {
+        let stderr = [
+            "starting".to_owned(),
+            "thread '<unnamed>' panicked at src/lib.rs:48:24:".to_owned(),
+            "asked to panic".to_owned(),
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace".to_owned(),
+        ];
+        assert_eq!(
+            trap_reason("wasm `unreachable` instruction executed", &stderr),
+            "the plugin panicked at src/lib.rs:48:24: asked to panic (wasm `unreachable` instruction executed)"
+        );
+    }
+
+    #[test]
+    fn trap_reason_without_panic_quotes_last_line() {
+        let stderr = ["first".to_owned(), "last words".to_owned()];
+        assert_eq!(
+            trap_reason("out of bounds memory access", &stderr),
+            "the plugin trapped: out of bounds memory access; its last stderr line: last words"
+        );
+        assert_eq!(trap_reason("out of bounds memory access", &[]), "the plugin trapped: out of bounds memory access");
+    }
+
+    #[test]
+    fn trap_reason_is_bounded() {
+        let stderr = ["thread 'main' panicked at a.rs:1:1:".to_owned(), "é".repeat(2000)];
+        let reason = trap_reason("unreachable", &stderr);
+        assert!(reason.len() <= MAX_TRAP_REASON, "{} bytes", reason.len());
     }
 }
 
