@@ -38,8 +38,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(match cli.command {
+        Command::Produce(_) => PRODUCE_LOG_FILTER,
+        _ => DEFAULT_LOG_FILTER,
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -106,11 +109,15 @@ async fn wait_for_signals(stop: watch::Sender<bool>) {
 /// error, so its `retry_op` module is shown from the error level up.
 const DEFAULT_LOG_FILTER: &str = "info,pulsar::retry_op=error";
 
-/// Log to stderr through `tracing`, filtered by `RUST_LOG` (default `DEFAULT_LOG_FILTER`),
-/// and bridge the `log` records that the pulsar crate emits.
-fn init_logging() {
+/// Log filter of `magnetar produce` when `RUST_LOG` is unset: a command-line tool whose
+/// output is its report, so the client's connection messages are left out.
+const PRODUCE_LOG_FILTER: &str = "info,pulsar=warn,pulsar::retry_op=error";
+
+/// Log to stderr through `tracing`, filtered by `RUST_LOG` (default `default_filter`), and
+/// bridge the `log` records that the pulsar crate emits.
+fn init_logging(default_filter: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();

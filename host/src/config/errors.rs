@@ -150,7 +150,7 @@ pub(crate) fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str
     candidates
         .iter()
         .map(|candidate| (edit_distance(input, candidate), *candidate))
-        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1))
+        .filter(|(distance, candidate)| *distance <= (candidate.len() / 3).max(1) || shares_stem(input, candidate))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
 }
@@ -161,6 +161,15 @@ pub(crate) fn suggestion(input: &str, candidates: &[&str], plural: &str) -> Stri
         Some(candidate) => format!("did you mean `{candidate}`?"),
         None => format!("valid {plural}: {}", candidates.join(", ")),
     }
+}
+
+/// Returns whether `a` and `b` differ only after a common start of at least four characters
+/// that covers the shorter one but its last character, as `retries` and `retry` or
+/// `parallel` and `parallelism` do.
+fn shares_stem(a: &str, b: &str) -> bool {
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let shorter = a.chars().count().min(b.chars().count());
+    common >= 4 && common + 1 >= shorter
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -204,6 +213,9 @@ mod tests {
             Some("subscription_type")
         );
         assert_eq!(closest("parallel", &keys), None);
+        assert_eq!(closest("retries", &["retry", "retry_topic", "limits"]), Some("retry"));
+        assert_eq!(closest("parallel", &["parallelism", "plugin"]), Some("parallelism"));
+        assert_eq!(closest("retain", &["retry", "retry_topic"]), None);
     }
 
     #[test]
