@@ -123,7 +123,7 @@ fn describe(call: &CapabilityCall) -> String {
         }
         CapabilityCall::Publish { output, key, payload, result, .. } => {
             let result = result.as_ref().map(|()| "held".to_string()).unwrap_or_else(|error| format!("error {error}"));
-            format!("publish: output {output} key {key:?} payload {payload} -> {result}")
+            format!("publish: output {output} key {key:?} payload {payload:?} -> {result}")
         }
         CapabilityCall::Log { level, message, fields } => {
             let fields: Vec<String> = fields.iter().map(|(key, value)| format!("{key}={value:?}")).collect();
