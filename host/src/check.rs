@@ -44,7 +44,7 @@ pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
     }
     for stage in pipeline.stages_with_unread_dead_letters() {
         println!(
-            "warning: no stage reads `{}`, the dead letter topic of stage `{}`; unless its namespace \
+            "warning: no stage of this pipeline reads `{}`, the dead letter topic of stage `{}`; unless its namespace \
              sets retention, Pulsar may delete the dead letters before anyone reads them: set \
              `dead_letter_subscription` or add a stage that reads the topic",
             stage.dead_letter, stage.name

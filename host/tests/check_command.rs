@@ -59,7 +59,7 @@ fn valid_pipeline_lists_default_topics() {
     assert!(output.contains("retry topic: persistent://public/default/stored-notify-RETRY"), "{output}");
     assert!(output.contains("dead letter topic: persistent://public/default/stored-notify-DLQ"), "{output}");
     assert!(
-        output.contains("warning: no stage reads `persistent://public/default/stored-notify-DLQ`"),
+        output.contains("warning: no stage of this pipeline reads `persistent://public/default/stored-notify-DLQ`"),
         "warns that the dead letters have no reader: {output}"
     );
 }

@@ -412,6 +412,46 @@ fn output_matched_by_own_pattern_is_rejected() {
 }
 
 #[test]
+fn output_to_own_retry_topic_is_rejected() {
+    let errors = problems(
+        &one_stage("    inputs: [movies]\n    grants: [publish]\n    retry_topic: again\n    outputs: { default: again }\n"),
+        &no_env,
+    );
+    let problem = only_at(&errors, "stages[0].outputs.default");
+    assert!(problem.message.contains("which is also the retry topic of this stage"), "{problem}");
+}
+
+#[test]
+fn retry_topic_shared_by_two_stages_is_rejected() {
+    let yaml = "broker: { url: pulsar://127.0.0.1:6650 }\n\
+                stages:\n\
+                - { name: a, plugin: plugins/db_writer.wasm, inputs: [movies], retry_topic: again }\n\
+                - { name: b, plugin: plugins/mailer.wasm, inputs: [shows], retry_topic: again }\n";
+    let errors = problems(yaml, &no_env);
+    let problem = only_at(&errors, "stages[1]");
+    assert!(
+        problem.message.contains("retry topic `persistent://public/default/again` of stages[0] is also its retry topic"),
+        "{problem}"
+    );
+    assert!(errors.at("stages[0]").is_empty(), "reported once: {errors}");
+}
+
+#[test]
+fn pattern_reading_another_stages_retry_topic_is_rejected() {
+    // Stage a's default retry topic is `m-a-RETRY`, which stage b's pattern matches.
+    let yaml = "broker: { url: pulsar://127.0.0.1:6650 }\n\
+                stages:\n\
+                - { name: a, plugin: plugins/db_writer.wasm, inputs: [m], dead_letter: failed }\n\
+                - { name: b, plugin: plugins/mailer.wasm, input_pattern: \"persistent://public/default/m-.*\", dead_letter: failed-b, retry_topic: b-again }\n";
+    let errors = problems(yaml, &no_env);
+    let problem = only_at(&errors, "stages[1]");
+    assert!(
+        problem.message.contains("retry topic `persistent://public/default/m-a-RETRY` of stages[0] is one of its inputs"),
+        "{problem}"
+    );
+}
+
+#[test]
 fn shared_subscription_across_stages_is_rejected() {
     let yaml = "broker: { url: pulsar://127.0.0.1:6650 }\n\
                 stages:\n\

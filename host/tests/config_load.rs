@@ -318,3 +318,19 @@ fn secrets_stay_out_of_debug_and_display() {
         "postgres://app:***@127.0.0.1/magnetar?sslpassword=***"
     );
 }
+
+#[test]
+fn dead_letter_topic_kept_by_any_stage_is_not_unread() {
+    let pipeline = parse_inline(
+        r#"
+broker: { url: pulsar://127.0.0.1:6650 }
+stages:
+  - { name: a, plugin: plugins/db_writer.wasm, inputs: [movies], dead_letter: failed, dead_letter_subscription: review }
+  - { name: b, plugin: plugins/db_writer.wasm, inputs: [shows], dead_letter: failed }
+  - { name: c, plugin: plugins/db_writer.wasm, inputs: [books], dead_letter: lost }
+"#,
+        &|_| None,
+    );
+    let unread: Vec<&str> = pipeline.stages_with_unread_dead_letters().iter().map(|stage| stage.name.as_str()).collect();
+    assert_eq!(unread, ["c"]);
+}

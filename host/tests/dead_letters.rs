@@ -77,7 +77,7 @@ stages:
     let status = host.terminate(Duration::from_secs(30));
     assert!(status.success(), "host exit status: {status}");
     let log_text = std::fs::read_to_string(&log).expect("read host log");
-    let warnings: Vec<&str> = log_text.lines().filter(|line| line.contains("no stage reads this dead letter topic")).collect();
+    let warnings: Vec<&str> = log_text.lines().filter(|line| line.contains("no stage of this pipeline reads this dead letter topic")).collect();
     assert_eq!(warnings.len(), 1, "one warning, for stage `unread`: {warnings:?}");
     assert!(warnings[0].contains(&unread), "the warning names the topic: {}", warnings[0]);
     assert_eq!(

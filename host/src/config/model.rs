@@ -78,16 +78,17 @@ impl Pipeline {
         self.stages.iter().find(|stage| stage.name == name)
     }
 
-    /// Returns the stages whose dead letter topic no stage of this pipeline consumes and that
-    /// have no `dead_letter_subscription`. Pulsar keeps messages only for the subscriptions
-    /// of a topic unless its namespace sets retention, so those dead letters can be deleted
-    /// before anyone reads them.
+    /// Returns the stages whose dead letter topic no stage of this pipeline consumes and no
+    /// stage keeps with a `dead_letter_subscription`. Pulsar keeps messages only for the
+    /// subscriptions of a topic unless its namespace sets retention, so those dead letters
+    /// can be deleted before anyone reads them.
     pub fn stages_with_unread_dead_letters(&self) -> Vec<&StageConfig> {
-        self.stages
-            .iter()
-            .filter(|stage| stage.dead_letter_subscription.is_none())
-            .filter(|stage| !self.stages.iter().any(|reader| reader.inputs.contains(&stage.dead_letter)))
-            .collect()
+        let kept = |topic: &str| {
+            self.stages.iter().any(|stage| {
+                stage.inputs.contains(topic) || (stage.dead_letter == topic && stage.dead_letter_subscription.is_some())
+            })
+        };
+        self.stages.iter().filter(|stage| !kept(&stage.dead_letter)).collect()
     }
 }
 

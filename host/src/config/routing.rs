@@ -249,10 +249,11 @@ pub(crate) fn check_dead_letter_loop(
     }
 }
 
-/// Reports an output topic that the stage also consumes, which would feed every message
-/// back to the stage forever.
+/// Reports an output topic that the stage also consumes, as an input or as its retry topic,
+/// which would feed every message back to the stage forever.
 pub(crate) fn check_output_loop(
     inputs: &StageInputs,
+    retry_topic: &str,
     outputs: &BTreeMap<String, String>,
     section: &Section<'_>,
     errors: &mut ConfigErrors,
@@ -261,7 +262,14 @@ pub(crate) fn check_output_loop(
         return;
     };
     for (name, topic) in outputs {
-        if inputs.contains(topic) {
+        if topic == retry_topic {
+            errors.push_at(
+                &key_path(&path, name),
+                node.location,
+                format!("output `{name}` publishes to `{topic}`, which is also the retry topic of this stage"),
+                Some("each message would come back to this stage without end; publish to another topic".to_owned()),
+            );
+        } else if inputs.contains(topic) {
             errors.push_at(
                 &key_path(&path, name),
                 node.location,

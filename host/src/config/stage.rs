@@ -69,6 +69,7 @@ pub(crate) fn stages(
     }
 
     report_shared_subscriptions(&built, path, errors);
+    report_shared_retry_topics(&built, path, errors);
 
     (built.len() == items.len()).then(|| built.into_iter().map(|(_, _, stage)| stage).collect())
 }
@@ -153,8 +154,8 @@ fn stage(
         Some((path, node)) => subscription_name(node, &path, errors).map(Some),
         None => Some(None),
     };
-    if let (Some(inputs), Some(outputs)) = (&inputs, &outputs) {
-        check_output_loop(inputs, outputs, &section, errors);
+    if let (Some(inputs), Some(outputs), Some(retry_topic)) = (&inputs, &outputs, &retry_topic) {
+        check_output_loop(inputs, &retry_topic.topic, outputs, &section, errors);
     }
 
     let limits = match section.get("limits") {
@@ -302,6 +303,48 @@ fn report_duplicate_names(items: &[Node], path: &str, errors: &mut ConfigErrors)
 
 /// Reports two stages that consume the same topic through the same subscription, because
 /// Pulsar would split its messages between two different components.
+/// Reports a stage's retry topic that another stage also reads, as its own retry topic or as
+/// an input. Retries carry no stage name that a reader checks, so the other stage's plugin
+/// would handle them.
+fn report_shared_retry_topics(
+    stages: &[(usize, Location, StageConfig)],
+    path: &str,
+    errors: &mut ConfigErrors,
+) {
+    for (owner_index, _, owner) in stages {
+        for (index, location, stage) in stages {
+            if index == owner_index {
+                continue;
+            }
+            let how = if stage.retry_topic == owner.retry_topic {
+                "also its retry topic"
+            } else if stage.inputs.contains(&owner.retry_topic) {
+                "one of its inputs"
+            } else {
+                continue;
+            };
+            // Report a shared retry topic once, at the later stage.
+            if stage.retry_topic == owner.retry_topic && index < owner_index {
+                continue;
+            }
+            errors.push_at(
+                &index_path(path, *index),
+                *location,
+                format!(
+                    "the retry topic `{}` of {} is {how}",
+                    owner.retry_topic,
+                    index_path(path, *owner_index)
+                ),
+                Some(
+                    "each stage needs a retry topic of its own that no other stage reads; change \
+                     `retry_topic` or narrow the inputs"
+                        .to_owned(),
+                ),
+            );
+        }
+    }
+}
+
 fn report_shared_subscriptions(
     stages: &[(usize, Location, StageConfig)],
     path: &str,

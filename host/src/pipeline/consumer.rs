@@ -29,6 +29,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::config::{InitialPosition, SubscriptionType};
 use crate::pipeline::worker::{self, Disposition, Received, StageContext};
 
+/// How long closing a consumer may take at shutdown before the host drops it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a consumer reads: the stage's inputs or its retry topic.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -195,8 +198,13 @@ pub async fn run(
         }
     }
 
-    if let Err(error) = consumer.close().await {
-        tracing::debug!(%stage, %error, "failed to close consumer");
+    // The pulsar crate's engine handles the close only after it has handed over the messages
+    // it holds, and with a full receiver queue that never happens once pulling has stopped.
+    // Unacknowledged messages go back to the subscription when the connection closes either way.
+    match tokio::time::timeout(CLOSE_TIMEOUT, consumer.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%stage, %error, "failed to close consumer"),
+        Err(_) => tracing::debug!(%stage, timeout = ?CLOSE_TIMEOUT, "consumer close timed out; dropping it"),
     }
     tracing::info!(%stage, %source, "consumer stopped");
 }

@@ -37,7 +37,7 @@ pub async fn keep_dead_letters(pulsar: &Pulsar<TokioExecutor>, pipeline: &Pipeli
         tracing::warn!(
             stage = %stage.name,
             topic = %stage.dead_letter,
-            "no stage reads this dead letter topic; unless its namespace sets retention, Pulsar may delete the dead letters before anyone reads them: set `dead_letter_subscription` or add a stage that reads the topic"
+            "no stage of this pipeline reads this dead letter topic; unless its namespace sets retention, Pulsar may delete the dead letters before anyone reads them: set `dead_letter_subscription` or add a stage that reads the topic"
         );
     }
 }

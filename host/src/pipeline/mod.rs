@@ -4,7 +4,7 @@ mod breaker;
 pub mod consumer;
 mod dead_letters;
 pub mod health;
-mod producer;
+pub(crate) mod producer;
 pub mod properties;
 pub mod worker;
 

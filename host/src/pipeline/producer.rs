@@ -7,6 +7,11 @@ use pulsar::producer::Message as OutboundMessage;
 use pulsar::{MultiTopicProducer, Pulsar, TokioExecutor};
 use tokio::sync::{Mutex, watch};
 
+/// How long the client must outlive a dropped producer. The pulsar crate (6.9) closes a
+/// dropped producer on the broker from a spawned task. That task logs an error when the
+/// client is dropped first, and it needs one broker round trip.
+pub(crate) const PRODUCER_CLOSE_GRACE: Duration = Duration::from_millis(200);
+
 /// First wait before publishing again after the broker did not confirm a message.
 const REPUBLISH_INITIAL: Duration = Duration::from_millis(200);
 /// Longest wait between attempts to publish one message.
@@ -82,5 +87,6 @@ impl Publisher {
                 tracing::debug!(%topic, %error, "failed to close producer");
             }
         }
+        tokio::time::sleep(PRODUCER_CLOSE_GRACE).await;
     }
 }

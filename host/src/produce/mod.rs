@@ -17,7 +17,6 @@ use std::fmt;
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -32,9 +31,6 @@ pub const DEFAULT_BROKER: &str = "pulsar://127.0.0.1:6650";
 
 /// Exit status when every message sent was confirmed but some records were invalid.
 pub const EXIT_INVALID_RECORDS: u8 = 2;
-
-/// How long the client outlives the dropped producer; a close takes one broker round trip.
-const PRODUCER_CLOSE_GRACE: Duration = Duration::from_millis(200);
 
 const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -270,11 +266,9 @@ pub async fn produce_file(options: &ProduceOptions) -> anyhow::Result<Report> {
     if let Err(error) = producer.close().await {
         tracing::debug!(%topic, %error, "failed to close the producer");
     }
-    // Dropping a producer makes the pulsar crate (6.9) close it on the broker from a spawned
-    // task. That task fails with an error log when the client is dropped first, so the
-    // client stays up for a short grace period after the drop.
+    // The client outlives the dropped producer, so the crate's close on drop can finish.
     drop(producer);
-    tokio::time::sleep(PRODUCER_CLOSE_GRACE).await;
+    tokio::time::sleep(crate::pipeline::producer::PRODUCER_CLOSE_GRACE).await;
     drop(pulsar);
     tracing::info!(
         %topic,
