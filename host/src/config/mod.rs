@@ -38,7 +38,7 @@ mod secret;
 mod stage;
 mod topic;
 mod tree;
-mod units;
+pub(crate) mod units;
 mod validate;
 
 use std::path::Path;

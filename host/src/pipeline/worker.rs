@@ -232,7 +232,9 @@ async fn dead_letter(ctx: &StageContext, received: &Received, attempts: u32, kin
     if !ctx.publisher.publish_confirmed(&ctx.config.name, vec![(topic.clone(), message)], ctx.shutdown.clone()).await {
         return Disposition::Abandon;
     }
-    tracing::warn!(stage = %ctx.config.name, message_id = %received.message_id, kind, reason, dead_letter_topic = %topic, "dead-lettered message");
+    // The dead letter names the first delivery's id, which the log gives too, so both match up.
+    let source_id = prop::get(&received.properties, prop::SOURCE_MESSAGE_ID).unwrap_or(&received.message_id);
+    tracing::warn!(stage = %ctx.config.name, message_id = %received.message_id, source_message_id = %source_id, kind, reason, dead_letter_topic = %topic, "dead-lettered message");
     ctx.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
     Disposition::Ack
 }

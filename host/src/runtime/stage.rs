@@ -211,8 +211,8 @@ impl StageRuntime {
             return StageFailure {
                 kind: FailureKind::MemoryLimit,
                 reason: format!(
-                    "the plugin tried to grow its memory past the stage limit of {} bytes; raise `limits.memory` if it needs more",
-                    self.spec.memory
+                    "the plugin tried to grow its memory past the stage limit of {}; raise `limits.memory` if it needs more",
+                    crate::config::units::format_size(self.spec.memory)
                 ),
             };
         }

@@ -74,7 +74,7 @@ impl Guest for Hostile {
             }
             other => Err(Failure::Permanent(format!(
                 "unknown behaviour {other:?}; expected ok, loop, alloc, panic, transient, \
-                 permanent, publish or transient-until-N"
+                 permanent, misconfigured, publish or transient-until-N"
             ))),
         }
     }
