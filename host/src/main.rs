@@ -88,6 +88,8 @@ async fn wait_for_signals(stop: watch::Sender<bool>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         tracing::error!("failed to install signal handlers; stop the host with SIGKILL");
+        // Dropping `stop` would close the channel, which the stages read as a shutdown.
+        std::future::pending::<()>().await;
         return;
     };
     tokio::select! {
