@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{ConfigErrors, StageConfig, StageInputs};
+use crate::config::{ConfigErrors, StageConfig, StageInputs, UNREAD_DEAD_LETTERS_ADVICE};
 use crate::pipeline::stage_spec;
 use crate::runtime::{Runtime, grants};
 
@@ -44,9 +44,8 @@ pub async fn check(file: &Path) -> anyhow::Result<ExitCode> {
     }
     for stage in pipeline.stages_with_unread_dead_letters() {
         println!(
-            "warning: no stage of this pipeline reads `{}`, the dead letter topic of stage `{}`; unless its namespace \
-             sets retention, Pulsar may delete the dead letters before anyone reads them: set \
-             `dead_letter_subscription` or add a stage that reads the topic",
+            "warning: no stage of this pipeline reads `{}`, the dead letter topic of stage `{}`; \
+             {UNREAD_DEAD_LETTERS_ADVICE}",
             stage.dead_letter, stage.name
         );
     }

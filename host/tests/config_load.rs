@@ -320,7 +320,7 @@ fn secrets_stay_out_of_debug_and_display() {
 }
 
 #[test]
-fn dead_letter_topic_kept_by_any_stage_is_not_unread() {
+fn unread_dead_letters_skip_kept_topics() {
     let pipeline = parse_inline(
         r#"
 broker: { url: pulsar://127.0.0.1:6650 }

@@ -1,5 +1,5 @@
 //! Dead letter topics under `magnetar run`, against the real broker: a stage's
-//! `dead_letter_subscription` exists before the first dead letter and holds every one, and
+//! `dead_letter_subscription` exists before the first dead letter and retains every one, and
 //! a dead letter topic that nothing reads is reported.
 
 mod support;

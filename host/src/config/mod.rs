@@ -50,7 +50,7 @@ pub use model::{
     DEFAULT_PARALLELISM, DEFAULT_TIMEOUT, DatabaseBackend, DatabaseConfig, DatabaseUrl, Grant,
     Health, InitialPosition, Limits, MAX_MEMORY, MAX_PARALLELISM, MIN_MEMORY, MailConfig,
     MailTransport, Pipeline, RetryPolicy, SmtpCredentials, SmtpSettings, SmtpTls, StageConfig,
-    StageInputs, SubscriptionType,
+    StageInputs, SubscriptionType, UNREAD_DEAD_LETTERS_ADVICE,
 };
 pub use secret::{Secret, SecretUrl};
 pub use topic::{DEFAULT_NAMESPACE, TopicPattern, expand_topic};

@@ -73,6 +73,10 @@ pub struct Pipeline {
     pub stages: Vec<StageConfig>,
 }
 
+/// What to do about a dead letter topic from `Pipeline::stages_with_unread_dead_letters`.
+pub const UNREAD_DEAD_LETTERS_ADVICE: &str = "unless its namespace sets retention, Pulsar may delete the dead \
+     letters before anyone reads them: set `dead_letter_subscription` or add a stage that reads the topic";
+
 impl Pipeline {
     pub fn stage(&self, name: &str) -> Option<&StageConfig> {
         self.stages.iter().find(|stage| stage.name == name)
@@ -83,12 +87,12 @@ impl Pipeline {
     /// subscriptions of a topic unless its namespace sets retention, so those dead letters
     /// can be deleted before anyone reads them.
     pub fn stages_with_unread_dead_letters(&self) -> Vec<&StageConfig> {
-        let kept = |topic: &str| {
+        let is_read_or_kept = |topic: &str| {
             self.stages.iter().any(|stage| {
                 stage.inputs.contains(topic) || (stage.dead_letter == topic && stage.dead_letter_subscription.is_some())
             })
         };
-        self.stages.iter().filter(|stage| !kept(&stage.dead_letter)).collect()
+        self.stages.iter().filter(|stage| !is_read_or_kept(&stage.dead_letter)).collect()
     }
 }
 

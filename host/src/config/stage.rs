@@ -316,7 +316,7 @@ fn report_shared_retry_topics(
             if index == owner_index {
                 continue;
             }
-            let how = if stage.retry_topic == owner.retry_topic {
+            let relation = if stage.retry_topic == owner.retry_topic {
                 "also its retry topic"
             } else if stage.inputs.contains(&owner.retry_topic) {
                 "one of its inputs"
@@ -331,7 +331,7 @@ fn report_shared_retry_topics(
                 &index_path(path, *index),
                 *location,
                 format!(
-                    "the retry topic `{}` of {} is {how}",
+                    "the retry topic `{}` of {} is {relation}",
                     owner.retry_topic,
                     index_path(path, *owner_index)
                 ),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use pulsar::consumer::{ConsumerOptions, InitialPosition};
 use pulsar::{Consumer, Pulsar, SubType, TokioExecutor};
 
-use crate::config::Pipeline;
+use crate::config::{Pipeline, UNREAD_DEAD_LETTERS_ADVICE};
 
 /// How long creating one subscription may take before the host starts without it.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -25,10 +25,10 @@ pub async fn keep_dead_letters(pulsar: &Pulsar<TokioExecutor>, pipeline: &Pipeli
                 tracing::info!(stage = %stage.name, %topic, %subscription, "dead letter subscription ready");
             }
             Ok(Err(error)) => {
-                tracing::error!(stage = %stage.name, %topic, %subscription, %error, "failed to create the dead letter subscription; without it, Pulsar may delete dead letters that no subscription holds");
+                tracing::error!(stage = %stage.name, %topic, %subscription, %error, "failed to create the dead letter subscription; without it, Pulsar may delete dead letters that no subscription retains");
             }
             Err(_) => {
-                tracing::error!(stage = %stage.name, %topic, %subscription, timeout = ?SUBSCRIBE_TIMEOUT, "timed out creating the dead letter subscription; without it, Pulsar may delete dead letters that no subscription holds");
+                tracing::error!(stage = %stage.name, %topic, %subscription, timeout = ?SUBSCRIBE_TIMEOUT, "timed out creating the dead letter subscription; without it, Pulsar may delete dead letters that no subscription retains");
             }
         }
     }
@@ -37,7 +37,7 @@ pub async fn keep_dead_letters(pulsar: &Pulsar<TokioExecutor>, pipeline: &Pipeli
         tracing::warn!(
             stage = %stage.name,
             topic = %stage.dead_letter,
-            "no stage of this pipeline reads this dead letter topic; unless its namespace sets retention, Pulsar may delete the dead letters before anyone reads them: set `dead_letter_subscription` or add a stage that reads the topic"
+            "no stage of this pipeline reads this dead letter topic; {UNREAD_DEAD_LETTERS_ADVICE}"
         );
     }
 }

@@ -34,7 +34,7 @@ pub struct StageCounters {
     /// microseconds, to two significant digits.
     latency: Mutex<Histogram<u64>>,
     latency_sum_us: AtomicU64,
-    /// Why the stage cannot work at all (its plugin reported its config invalid), if so.
+    /// Reason the stage cannot work (its plugin reported its config invalid), if any.
     problem: Mutex<Option<String>>,
     /// Whether `problem` is set, read by the consumer loop on every turn without a lock.
     has_problem: AtomicBool,
@@ -109,7 +109,7 @@ struct StageSnapshot {
     dead_lettered: u64,
     abandoned: u64,
     connected: bool,
-    /// Why the stage is paused for good, such as an invalid `config`.
+    /// Reason the stage is paused until the host restarts, such as an invalid `config`.
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
     /// End-to-end latency (broker publish to acknowledgement) in microseconds.
@@ -152,9 +152,9 @@ pub async fn probe_broker(pulsar: Pulsar<TokioExecutor>, topic: String, health: 
         let was = health.broker_reachable.swap(answered, Ordering::Relaxed);
         if was != answered {
             if answered {
-                tracing::info!("broker answers again");
+                tracing::info!("broker responds again");
             } else {
-                tracing::warn!(timeout = ?PROBE_TIMEOUT, "broker did not answer a topic lookup; reporting unhealthy");
+                tracing::warn!(timeout = ?PROBE_TIMEOUT, "broker did not respond to a topic lookup; reporting unhealthy");
             }
         }
         tokio::select! {

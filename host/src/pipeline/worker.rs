@@ -232,17 +232,21 @@ async fn dead_letter(ctx: &StageContext, received: &Received, attempts: u32, kin
     if !ctx.publisher.publish_confirmed(&ctx.config.name, vec![(topic.clone(), message)], ctx.shutdown.clone()).await {
         return Disposition::Abandon;
     }
-    // The dead letter names the first delivery's id, which the log gives too, so both match up.
-    let source_id = prop::get(&received.properties, prop::SOURCE_MESSAGE_ID).unwrap_or(&received.message_id);
-    tracing::warn!(stage = %ctx.config.name, message_id = %received.message_id, source_message_id = %source_id, kind, reason, dead_letter_topic = %topic, "dead-lettered message");
+    // The log gives the first delivery's id too, which the dead letter records.
+    tracing::warn!(stage = %ctx.config.name, message_id = %received.message_id, source_message_id = source_message_id(received), kind, reason, dead_letter_topic = %topic, "dead-lettered message");
     ctx.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
     Disposition::Ack
+}
+
+/// Returns the id of the message's first delivery, before any retry.
+fn source_message_id(received: &Received) -> &str {
+    prop::get(&received.properties, prop::SOURCE_MESSAGE_ID).unwrap_or(&received.message_id)
 }
 
 /// The message's own properties, minus the host's, plus the source of its first delivery.
 fn carried_properties(received: &Received) -> HashMap<String, String> {
     let source_topic = prop::get(&received.properties, prop::SOURCE_TOPIC).unwrap_or(&received.topic).to_string();
-    let source_id = prop::get(&received.properties, prop::SOURCE_MESSAGE_ID).unwrap_or(&received.message_id).to_string();
+    let source_id = source_message_id(received).to_string();
     let mut properties: HashMap<String, String> = received
         .properties
         .iter()

@@ -118,7 +118,7 @@ impl Drop for Runtime {
 const WASM_MAGIC: &[u8] = b"\0asm";
 const CORE_MODULE_VERSION: &[u8] = &[0x01, 0x00, 0x00, 0x00];
 
-/// Rejects a file that is no WebAssembly at all, or a core module, with an error that says
+/// Rejects a file that is no WebAssembly at all, or a core module, with an error that explains
 /// how to build a component, before the parser reports a less helpful position. Text that
 /// starts like the WebAssembly text format is left to the parser, which accepts it.
 fn check_component_header(path: &Path, wasm: &[u8]) -> anyhow::Result<()> {

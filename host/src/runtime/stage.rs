@@ -216,7 +216,7 @@ impl StageRuntime {
                 ),
             };
         }
-        // The full error holds the wasm backtrace, which helps the plugin's author but is too
+        // The full error contains the wasm backtrace, which helps the plugin's author but is too
         // long for a dead letter's reason, so it goes to the log.
         tracing::debug!(stage = %self.spec.name, error = format!("{error:?}"), "plugin trapped");
         let trap = match error.downcast_ref::<Trap>() {
@@ -289,7 +289,7 @@ impl StageRuntime {
     }
 }
 
-/// Longest trap reason, in bytes; a dead letter carries it as a property.
+/// Maximum length of a trap reason, in bytes, because a dead letter carries it as a property.
 const MAX_TRAP_REASON: usize = 1024;
 
 /// Describes a trap for a failure reason: the panic message and place when the guest printed
@@ -319,13 +319,7 @@ fn trap_reason(trap: &str, stderr: &[String]) -> String {
 }
 
 fn truncate_at_char(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    text.truncate(text.floor_char_boundary(max));
     text
 }
 
