@@ -73,7 +73,7 @@ pub struct Pipeline {
     pub stages: Vec<StageConfig>,
 }
 
-/// What to do about a dead letter topic from `Pipeline::stages_with_unread_dead_letters`.
+/// Advice for a dead letter topic from `Pipeline::stages_with_unread_dead_letters`.
 pub const UNREAD_DEAD_LETTERS_ADVICE: &str = "unless its namespace sets retention, Pulsar may delete the dead \
      letters before anyone reads them: set `dead_letter_subscription` or add a stage that reads the topic";
 
